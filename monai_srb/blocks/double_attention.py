@@ -1,0 +1,115 @@
+"""The double attention block, Chen et al., "A^2-Nets: Double Attention Networks", NeurIPS 2018."""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.layers.factories import Conv
+from monai.networks.layers.utils import get_norm_layer
+from torch import nn
+
+__all__ = ["DoubleAttentionBlock"]
+
+
+class DoubleAttentionBlock(nn.Module):
+    """
+    A^2 double attention block: gather the whole input into a few global descriptors, then distribute
+    them back to every position (the paper's Eqn. 3-5)::
+
+        A = conv_a(x)                      (m, N)  features
+        B = softmax_positions(conv_b(x))   (n, N)  attention maps
+        V = softmax_channels(conv_v(x))    (n, N)  attention vectors
+        G = A B^T                          (m, n)  gather: n global descriptors
+        Z = G V                            (m, N)  distribute
+        y = x + norm(conv_out(Z))
+
+    with 1x1 convs throughout, N positions, m = ``value_channels``, n = ``key_channels``. Each output
+    location depends on every input location through ``G``, at a cost linear in N (no N x N matrix).
+
+    The last norm's weight (gamma) and bias start at zero (with no affine norm, ``conv_out`` starts at zero
+    instead), so the block is exactly the identity at initialisation and can replace a Spectral Residual
+    Block whose ``alpha`` is 0.
+
+    Args:
+        spatial_dims: number of spatial dimensions, 2 or 3.
+        in_channels: number of input channels C.
+        key_channels: the paper's n, the number of attention maps in ``B`` and of global descriptors that
+            each attention vector in ``V`` chooses from. Defaults to ``max(in_channels // 4, 1)``.
+        value_channels: the paper's m, the width of the features ``A`` and so of each global descriptor.
+            Defaults to ``max(in_channels // 4, 1)``.
+        norm: norm after ``conv_out``, a MONAI norm name or (name, args) for ``get_norm_layer``, e.g.
+            ``("group", {"num_groups": 8})``; ``None`` for no norm.
+
+    Raises:
+        ValueError: when ``spatial_dims`` is not 2 or 3, or ``in_channels``, ``key_channels`` or
+            ``value_channels`` is below 1; in ``forward``, when the input does not have ``in_channels``
+            channels and ``spatial_dims`` spatial axes.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        key_channels: int | None = None,
+        value_channels: int | None = None,
+        norm: str | tuple | None = "batch",
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be a positive int, got {in_channels}.")
+        if key_channels is None:
+            key_channels = max(in_channels // 4, 1)
+        if key_channels < 1:
+            raise ValueError(f"key_channels must be a positive int or None, got {key_channels}.")
+        if value_channels is None:
+            value_channels = max(in_channels // 4, 1)
+        if value_channels < 1:
+            raise ValueError(f"value_channels must be a positive int or None, got {value_channels}.")
+
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.key_channels = key_channels
+        self.value_channels = value_channels
+
+        conv = Conv[Conv.CONV, spatial_dims]
+        self.conv_a = conv(in_channels, value_channels, kernel_size=1)
+        # A per-map bias is constant over the positions that B's softmax normalises over, so it cancels.
+        self.conv_b = conv(in_channels, key_channels, kernel_size=1, bias=False)
+        self.conv_v = conv(in_channels, key_channels, kernel_size=1)
+
+        self.norm = nn.Identity() if norm is None else get_norm_layer(norm, spatial_dims, in_channels)
+        has_norm = not isinstance(self.norm, nn.Identity)
+        # A bias before a norm is cancelled by the norm's mean subtraction.
+        self.conv_out = conv(value_channels, in_channels, kernel_size=1, bias=not has_norm)
+
+        gamma = getattr(self.norm, "weight", None)
+        if isinstance(gamma, nn.Parameter):
+            nn.init.zeros_(gamma)
+            nn.init.zeros_(self.norm.bias)
+        else:
+            # Without an affine norm the zero has to come from conv_out; a norm of an all-zero map is zero.
+            nn.init.zeros_(self.conv_out.weight)
+            if self.conv_out.bias is not None:
+                nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]).
+
+        Returns:
+            tensor of the same shape as ``x``.
+        """
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"DoubleAttentionBlock expects input (batch, {self.in_channels}, {self.spatial_dims} spatial dims), "
+                f"got shape {list(x.shape)}."
+            )
+        features = self.conv_a(x).flatten(2)  # (B, m, N)
+        attention_maps = torch.softmax(self.conv_b(x).flatten(2), dim=2)  # (B, n, N)
+        attention_vectors = torch.softmax(self.conv_v(x).flatten(2), dim=1)  # (B, n, N)
+        global_descriptors = torch.bmm(features, attention_maps.transpose(1, 2))  # (B, m, n)
+        z = torch.bmm(global_descriptors, attention_vectors)  # (B, m, N)
+        z = z.reshape([x.shape[0], self.value_channels] + list(x.shape[2:]))
+        return x + self.norm(self.conv_out(z))

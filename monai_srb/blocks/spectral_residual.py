@@ -1,0 +1,172 @@
+"""The Spectral Residual Block (SRB), Li et al., ICME 2020: ``Y = X + alpha * f^-1(phi(f(X)))``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.networks.layers.factories import Conv
+from monai.networks.layers.utils import get_norm_layer
+from monai.utils import ensure_tuple_rep
+from torch import nn
+
+from monai_srb.blocks.spectral_relu import SpectralReLU
+from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform
+
+__all__ = ["SpectralResidualBlock", "SpectralSubNetwork", "TRANSFORMS", "DEFAULT_SPECTRAL_SIZE"]
+
+TRANSFORMS = ("fft", "aom", "dct")
+# Grid on which W and B of the spectral ReLU are stored when SRB_F / SRB_DCT get no ``spatial_size``;
+# every input is served by resampling them to its own grid.
+DEFAULT_SPECTRAL_SIZE = 32
+
+
+class SpectralSubNetwork(nn.Module):
+    """
+    The spectral sub-network ``phi`` (the paper's Eqn. 2-6): a bottleneck applied to the spectrum,
+    1x1 group conv (C' -> K') -> norm -> spectral ReLU -> 1x1 group conv (K' -> C') -> norm.
+
+    Args:
+        spatial_dims: number of spatial dimensions, 2 or 3.
+        channels: spectral channel count C' (``2 * in_channels`` for the interleaved FFT spectrum).
+        hidden_channels: bottleneck width K'.
+        groups: groups of both 1x1 convolutions; divides ``channels`` and ``hidden_channels``.
+        spatial_size: spatial size whose spectral grid the spectral ReLU's ``W``, ``B`` are built for.
+        onesided: the spectrum is the one-sided ``rfftn`` grid.
+        norm: norm layer name or (name, args) for MONAI's ``get_norm_layer``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        channels: int,
+        hidden_channels: int,
+        groups: int,
+        spatial_size: Sequence[int],
+        onesided: bool,
+        norm: str | tuple = "batch",
+    ) -> None:
+        super().__init__()
+        conv = Conv[Conv.CONV, spatial_dims]
+        # The convs carry no bias: a norm layer follows each of them.
+        self.conv_reduce = conv(channels, hidden_channels, kernel_size=1, groups=groups, bias=False)
+        self.norm_reduce = get_norm_layer(norm, spatial_dims, hidden_channels)
+        self.spectral_relu = SpectralReLU(spatial_size, onesided=onesided)
+        self.conv_expand = conv(hidden_channels, channels, kernel_size=1, groups=groups, bias=False)
+        self.norm_expand = get_norm_layer(norm, spatial_dims, channels)
+
+    def forward(self, z: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
+        """
+        Args:
+            z: spectrum in shape (batch, channels, *grid).
+            spatial_size: spatial size of the signal ``z`` is the spectrum of.
+        """
+        z = self.norm_reduce(self.conv_reduce(z))
+        z = self.spectral_relu(z, spatial_size)
+        return self.norm_expand(self.conv_expand(z))
+
+
+class SpectralResidualBlock(nn.Module):
+    """
+    Spectral Residual Block (SRB): ``Y = X + alpha * f^-1(phi(f(X)))`` where ``f`` is a unitary
+    transform applied to every channel, so every output location depends on every input location,
+    ``phi`` is :class:`SpectralSubNetwork`, and ``alpha`` is a learnable scalar initialised to 0 so that
+    the block is the identity when inserted into a network.
+
+    Transforms: ``"fft"`` (SRB_F, orthonormal real FFT, any input size), ``"aom"`` (SRB_A, learned
+    orthogonal matrices, needs ``spatial_size`` and takes only that size; retract them with
+    :func:`monai_srb.spectral.retract_orthogonal_` after each optimiser step), ``"dct"`` (SRB_DCT,
+    orthonormal DCT-II, any input size).
+
+    The transform and its inverse run in float32 whatever the autocast dtype (cuFFT's half-precision
+    transforms only take power-of-two sizes), and the branch is cast back to the input's dtype.
+
+    Args:
+        spatial_dims: number of spatial dimensions, 2 or 3.
+        in_channels: number of input channels C.
+        transform: ``"fft"``, ``"aom"`` or ``"dct"``.
+        spatial_size: the input's spatial size. Required for ``"aom"``; for ``"fft"`` and ``"dct"`` it is
+            the grid the spectral ReLU stores ``W``, ``B`` on (default ``DEFAULT_SPECTRAL_SIZE`` per
+            axis), resampled for inputs of other sizes. An int is repeated over the spatial dims.
+        reduction: bottleneck ratio, K = C / reduction (the paper: 2).
+        groups: groups of the two 1x1 convs in ``phi``; must divide K. Default: K, so each bottleneck
+            channel mixes ``reduction`` transformed channels (for the FFT, ``reduction`` complex channels
+            with their real and imaginary parts).
+        norm: norm of ``phi``, a MONAI norm name or (name, args); the paper uses batch norm.
+        aom_init: ``"random"`` or ``"dct"`` initialisation of the AOM matrices.
+        aom_mode: ``"qr"`` (paper, retraction) or ``"parametrization"`` (PyTorch orthogonal
+            parametrisation), see :class:`monai_srb.spectral.AdaptiveOrthogonalTransform`.
+
+    Raises:
+        ValueError: on a bad ``spatial_dims``, ``in_channels``, ``transform``, ``reduction`` or ``groups``,
+            a missing ``spatial_size`` for ``"aom"``; in ``forward``, on a wrong channel count or (AOM) a
+            spatial size other than ``spatial_size``.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        transform: str = "fft",
+        spatial_size: Sequence[int] | int | None = None,
+        reduction: int = 2,
+        groups: int | None = None,
+        norm: str | tuple = "batch",
+        aom_init: str = "random",
+        aom_mode: str = "qr",
+    ) -> None:
+        super().__init__()
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be a positive int, got {in_channels}.")
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
+        if transform == "aom" and spatial_size is None:
+            raise ValueError("transform='aom' needs spatial_size (the AOM matrices are H x H and W x W), got None.")
+        if reduction < 1 or in_channels % reduction:
+            raise ValueError(f"reduction must be a positive divisor of in_channels={in_channels}, got {reduction}.")
+        size = [int(s) for s in ensure_tuple_rep(spatial_size or DEFAULT_SPECTRAL_SIZE, spatial_dims)]
+
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.transform_name = transform
+        if transform == "fft":
+            self.f = FourierTransform(spatial_dims)
+        elif transform == "aom":
+            self.f = AdaptiveOrthogonalTransform(size, init=aom_init, mode=aom_mode)
+        else:
+            self.f = CosineTransform(size)
+        spectral_channels = in_channels * self.f.channel_factor
+        hidden = spectral_channels // reduction
+        groups = hidden // self.f.channel_factor if groups is None else groups
+        if groups < 1 or in_channels % groups or (in_channels // reduction) % groups:
+            raise ValueError(
+                f"groups must divide in_channels={in_channels} and in_channels // reduction="
+                f"{in_channels // reduction}, got {groups}."
+            )
+        # Interleaved real/imag layout: groups dividing the complex channel counts keep each complex
+        # channel's two parts inside one group.
+        self.phi = SpectralSubNetwork(
+            spatial_dims, spectral_channels, hidden, groups, size, onesided=self.f.onesided, norm=norm
+        )
+        self.alpha = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]).
+
+        Returns:
+            tensor of the same shape and dtype as ``x``.
+        """
+        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"SpectralResidualBlock expects input (batch, {self.in_channels}, {self.spatial_dims} spatial dims), "
+                f"got shape {list(x.shape)}."
+            )
+        spatial_size = list(x.shape[2:])
+        z = self.f(x.float())
+        z = self.phi(z, spatial_size)
+        y = self.f.inverse(z.float(), spatial_size)
+        return x + self.alpha.to(x.dtype) * y.to(x.dtype)

@@ -1,0 +1,19 @@
+"""Local-to-global transforms ``f`` and their inverses ``f^-1`` (the paper's Eqn. 1 and 7)."""
+
+from __future__ import annotations
+
+from monai_srb.spectral.adaptive_orthogonal import AdaptiveOrthogonalTransform, orthogonal_qr, retract_orthogonal_
+from monai_srb.spectral.cosine import CosineTransform, dct_matrix
+from monai_srb.spectral.fourier import FourierTransform
+from monai_srb.spectral.matrix_transform import SeparableMatrixTransform, mode_product
+
+__all__ = [
+    "AdaptiveOrthogonalTransform",
+    "CosineTransform",
+    "FourierTransform",
+    "SeparableMatrixTransform",
+    "dct_matrix",
+    "mode_product",
+    "orthogonal_qr",
+    "retract_orthogonal_",
+]
