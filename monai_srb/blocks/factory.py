@@ -7,6 +7,10 @@ from typing import Any
 
 from torch import nn
 
+from monai_srb.blocks.double_attention import DoubleAttentionBlock
+from monai_srb.blocks.nonlocal_block import NonLocalBlock
+from monai_srb.blocks.spectral_residual import SpectralResidualBlock
+
 __all__ = ["BLOCK_NAMES", "make_block"]
 
 BLOCK_NAMES = ("srb_fft", "srb_aom", "srb_dct", "nonlocal", "double_attention")
@@ -31,10 +35,6 @@ def make_block(
     Raises:
         ValueError: on an unknown ``name``.
     """
-    from monai_srb.blocks.double_attention import DoubleAttentionBlock
-    from monai_srb.blocks.nonlocal_block import NonLocalBlock
-    from monai_srb.blocks.spectral_residual import SpectralResidualBlock
-
     if name.startswith("srb_") and name in BLOCK_NAMES:
         return SpectralResidualBlock(
             spatial_dims, in_channels, transform=name[4:], spatial_size=spatial_size, **kwargs

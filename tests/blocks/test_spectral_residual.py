@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from monai_srb.blocks import SpectralResidualBlock
+
+# (constructor kwargs, input shape)
+CASES = [
+    ({"spatial_dims": 2, "in_channels": 4, "transform": "fft"}, (2, 4, 9, 7)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": "fft", "spatial_size": (9, 7)}, (2, 4, 9, 7)),
+    ({"spatial_dims": 2, "in_channels": 8, "transform": "aom", "spatial_size": (9, 7)}, (2, 8, 9, 7)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 8, "aom_mode": "parametrization"}, (2, 4, 8, 8)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": "dct", "spatial_size": (6, 6)}, (2, 4, 9, 7)),
+    ({"spatial_dims": 2, "in_channels": 6, "transform": "fft", "reduction": 3, "groups": 1}, (2, 6, 8, 8)),
+    ({"spatial_dims": 3, "in_channels": 4, "transform": "fft", "spatial_size": (5, 6, 7)}, (2, 4, 5, 6, 7)),
+    ({"spatial_dims": 3, "in_channels": 4, "transform": "aom", "spatial_size": (5, 6, 7)}, (2, 4, 5, 6, 7)),
+    ({"spatial_dims": 3, "in_channels": 4, "transform": "dct"}, (2, 4, 5, 6, 7)),
+    ({"spatial_dims": 3, "in_channels": 4, "transform": "fft", "norm": "instance"}, (2, 4, 4, 5, 3)),
+]
+
+
+def _activate(block: SpectralResidualBlock) -> SpectralResidualBlock:
+    """Move the block away from its identity initialisation."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        block.alpha.fill_(1.0)
+        for p in block.phi.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return block
+
+
+@pytest.mark.parametrize("kwargs,shape", CASES)
+def test_shape_and_identity_at_init(kwargs, shape):
+    torch.manual_seed(0)
+    block = SpectralResidualBlock(**kwargs)
+    x = torch.randn(shape)
+    for mode in (True, False):
+        block.train(mode)
+        out = block(x)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        assert torch.equal(out, x)
+    assert block.alpha.item() == 0.0 and block.alpha.requires_grad
+
+
+@pytest.mark.parametrize("kwargs,shape", CASES)
+def test_global_receptive_field(kwargs, shape):
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(**kwargs)).eval()
+    x = torch.randn(shape, requires_grad=True)
+    centre = tuple(s // 2 for s in shape[2:])
+    block(x)[(0, slice(None)) + centre].sum().backward()
+    reached = x.grad[0].abs().sum(0) > 0
+    assert reached.all(), f"gradient reached {reached.float().mean():.2%} of the input"
+    assert x.grad[1].abs().sum() == 0  # and nothing of another sample
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_conv3x3_receptive_field_is_local(spatial_dims):
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1) if spatial_dims == 2 else torch.nn.Conv3d(4, 4, 3, padding=1)
+    x = torch.randn((1, 4) + (9,) * spatial_dims, requires_grad=True)
+    conv(x)[(0, slice(None)) + (4,) * spatial_dims].sum().backward()
+    reached = (x.grad[0].abs().sum(0) > 0).float().mean().item()
+    assert reached == pytest.approx(3**spatial_dims / 9**spatial_dims)
+
+
+@pytest.mark.parametrize("kwargs,shape", CASES)
+def test_torchscript_matches_eager(kwargs, shape):
+    if kwargs.get("aom_mode") == "parametrization":
+        pytest.skip("PyTorch parametrizations are not scriptable (documented trade-off)")
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(**kwargs)).eval()
+    x = torch.randn(shape)
+    torch.testing.assert_close(torch.jit.script(block)(x), block(x))
+
+
+@pytest.mark.parametrize("kwargs,shape", [c for c in CASES if c[0]["spatial_dims"] == 2][:5])
+def test_bf16_autocast_on_cpu(kwargs, shape):
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(**kwargs)).eval()
+    x = torch.randn(shape)
+    ref = block(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = block(x)
+        out_bf16 = block(x.bfloat16())
+    assert out.dtype == torch.float32 and out_bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref, atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(out_bf16.float(), ref, atol=1e-1, rtol=5e-2)
+
+
+@pytest.mark.parametrize("transform", ["fft", "dct"])
+def test_other_input_sizes_train_and_infer(transform):
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(2, 4, transform, spatial_size=(8, 8)))
+    for size in [(8, 8), (13, 10), (5, 6)]:
+        block.train()
+        out = block(torch.randn(2, 4, *size))
+        out.sum().backward()
+        block.eval()
+        assert block(torch.randn(1, 4, *size)).shape == (1, 4) + size
+    assert block.phi.spectral_relu.weight.grad.abs().sum() > 0
+
+
+def test_gradient_reaches_alpha_and_phi():
+    block = SpectralResidualBlock(2, 4, spatial_size=8)
+    block(torch.randn(2, 4, 8, 8)).pow(2).sum().backward()
+    assert block.alpha.grad.abs().item() > 0  # alpha = 0 still lets the branch start learning
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"spatial_dims": 1, "in_channels": 4}, "spatial_dims"),
+        ({"spatial_dims": 2, "in_channels": 0}, "in_channels"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "wavelet"}, "transform"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom"}, "spatial_size"),
+        ({"spatial_dims": 2, "in_channels": 4, "reduction": 3}, "reduction"),
+        ({"spatial_dims": 2, "in_channels": 4, "groups": 3}, "groups"),
+        ({"spatial_dims": 2, "in_channels": 8, "reduction": 2, "groups": 8}, "groups"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpectralResidualBlock(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,shape,message",
+    [
+        ({"spatial_dims": 2, "in_channels": 4}, (1, 3, 8, 8), r"expects input \(batch, 4.*\[1, 3, 8, 8\]"),
+        ({"spatial_dims": 2, "in_channels": 4}, (1, 4, 8, 8, 8), r"2 spatial dims.*\[1, 4, 8, 8, 8\]"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 8}, (1, 4, 8, 9), r"\[8, 8\].*\[8, 9\]"),
+    ],
+)
+def test_bad_inputs(kwargs, shape, message):
+    block = SpectralResidualBlock(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        block(torch.randn(shape))
+    with pytest.raises((ValueError, torch.jit.Error), match=message):
+        torch.jit.script(block)(torch.randn(shape))
+
+
+@pytest.mark.parametrize(
+    "target,args",
+    [
+        ("SpectralResidualBlock", {"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": [8, 8]}),
+        ("SpectralReLU", {"spatial_size": [8, 8]}),
+        ("FourierTransform", {"spatial_dims": 3}),
+        ("AdaptiveOrthogonalTransform", {"spatial_size": [4, 4, 4]}),
+        ("CosineTransform", {"spatial_size": [4, 4]}),
+        ("NonLocalBlock", {"spatial_dims": 2, "in_channels": 4}),
+        ("DoubleAttentionBlock", {"spatial_dims": 3, "in_channels": 4}),
+    ],
+)
+def test_short_name_in_bundle_config(target, args):
+    parser = ConfigParser({"imports": ["$import monai_srb"], "net": {"_target_": target, **args}})
+    net = parser.get_parsed_content("net")
+    assert type(net).__name__ == target and type(net).__module__.startswith("monai_srb.")
+
+
+def test_public_names_do_not_collide_with_monai():
+    import inspect
+
+    import monai_srb
+    from monai.bundle.config_item import ComponentLocator
+
+    locator = ComponentLocator()
+    components = [n for n in monai_srb.__all__ if inspect.isclass(getattr(monai_srb, n)) or inspect.isfunction(getattr(monai_srb, n))]
+    assert "SpectralResidualBlock" in components and "retract_orthogonal_" in components
+    for name in components:
+        modules = locator.get_component_module_name(name)
+        assert isinstance(modules, str) and modules.startswith("monai_srb"), (name, modules)
