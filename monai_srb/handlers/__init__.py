@@ -1,0 +1,8 @@
+"""Ignite/MONAI training glue for SRB networks."""
+
+from __future__ import annotations
+
+from monai_srb.handlers.mlflow_tracking import SRBMLFlowHandler, default_tracking_uri, flatten_config
+from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
+
+__all__ = ["OrthogonalRetractionHandler", "SRBMLFlowHandler", "default_tracking_uri", "flatten_config"]

@@ -1,0 +1,94 @@
+"""MLflow glue: MONAI's MLFlowHandler with a usable default store and failed runs marked FAILED."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import mlflow
+from ignite.engine import Engine, Events
+from monai.handlers import MLFlowHandler
+
+__all__ = ["SRBMLFlowHandler", "default_tracking_uri", "flatten_config"]
+
+
+def default_tracking_uri(output_dir: str) -> str:
+    """
+    ``sqlite:///<output_dir>/mlflow.db``: MLflow 3 deprecates the file store that MONAI's default
+    ``file:`` URI points at, so the bundles default to a SQLite store next to their other outputs.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    return f"sqlite:///{os.path.abspath(os.path.join(output_dir, 'mlflow.db'))}"
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "", max_len: int = 500) -> dict[str, str]:
+    """
+    Flatten a (parsed or raw) bundle config into ``{"a.b.c": "value"}`` MLflow params.
+
+    Values are stringified and cut to ``max_len`` characters (MLflow's param value limit is larger,
+    but long expressions carry no information worth a param).
+    """
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_config(value, f"{name}.", max_len))
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, Mapping) for v in value):
+            for i, v in enumerate(value):
+                if isinstance(v, Mapping):
+                    flat.update(flatten_config(v, f"{name}.{i}.", max_len))
+                else:
+                    flat[f"{name}.{i}"] = str(v)[:max_len]
+        else:
+            flat[name] = str(value)[:max_len]
+    return flat
+
+
+class SRBMLFlowHandler(MLFlowHandler):
+    """
+    :class:`monai.handlers.MLFlowHandler` that also marks the run ``FAILED`` (and still uploads the
+    artifacts written so far) when the engine raises, then re-raises, so a crashed training is not left
+    ``RUNNING`` in the MLflow UI. Without ``tracking_uri`` it uses :func:`default_tracking_uri` of
+    ``output_dir``.
+
+    Args:
+        output_dir: folder of the run's outputs; holds the default SQLite store.
+        tracking_uri: MLflow tracking URI (``sqlite:///...``, ``http://host:port``); ``None`` for the default.
+        kwargs: the arguments of :class:`monai.handlers.MLFlowHandler`.
+    """
+
+    def __init__(self, output_dir: str = ".", tracking_uri: str | None = None, **kwargs: Any) -> None:
+        super().__init__(tracking_uri=tracking_uri or default_tracking_uri(output_dir), **kwargs)
+
+    def start(self, engine: Engine) -> None:
+        # MONAI joins the latest run that is not FINISHED, which would append a new training to a
+        # FAILED one; join only a RUNNING run (the trainer's, for an evaluator's handler).
+        if not self.cur_run:
+            self._set_experiment()
+            running = self.client.search_runs(
+                [self.experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+            )
+            running = [r for r in running if self.run_name is None or r.info.run_name == self.run_name]
+            if running:
+                self.cur_run = self.client.get_run(running[0].info.run_id)
+            else:
+                run_name = self.run_name or f"run_{time.strftime('%Y%m%d_%H%M%S')}"
+                self.cur_run = self.client.create_run(self.experiment.experiment_id, run_name=run_name)
+        super().start(engine)
+
+    def attach(self, engine: Engine) -> None:
+        super().attach(engine)
+        if not engine.has_event_handler(self.failed, Events.EXCEPTION_RAISED):
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self.failed)
+
+    def failed(self, engine: Engine, e: Exception) -> None:
+        try:
+            if self.cur_run:
+                self.complete()
+                self.client.set_terminated(self.cur_run.info.run_id, mlflow.entities.RunStatus.to_string(mlflow.entities.RunStatus.FAILED))
+                self.cur_run = None
+        finally:
+            self._dispose_sqlite_store()
+        raise e

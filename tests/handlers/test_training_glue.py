@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import mlflow
+import pytest
+import torch
+from monai.engines import SupervisedTrainer
+from monai.handlers import from_engine
+
+from monai_srb.blocks import SpectralResidualBlock
+from monai_srb.handlers import OrthogonalRetractionHandler, SRBMLFlowHandler, default_tracking_uri, flatten_config
+
+
+def _trainer(net: torch.nn.Module, epochs: int = 2, fail_at: int | None = None) -> SupervisedTrainer:
+    torch.manual_seed(0)
+    data = [{"image": torch.randn(2, 4, 8, 8), "label": torch.randn(2, 4, 8, 8)} for _ in range(3)]
+
+    def loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if fail_at is not None and trainer.state.iteration >= fail_at:
+            raise RuntimeError("boom")
+        return torch.nn.functional.mse_loss(pred, target)
+
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=epochs,
+        train_data_loader=data,
+        network=net,
+        optimizer=torch.optim.Adam(net.parameters(), lr=1e-2),
+        loss_function=loss,
+        amp=False,
+    )
+    return trainer
+
+
+@pytest.mark.parametrize("transform,expected", [("aom", 2 * 6), ("fft", 0)])
+def test_retraction_runs_every_iteration(transform, expected):
+    net = SpectralResidualBlock(2, 4, transform=transform, spatial_size=8)
+    trainer = _trainer(net)
+    handler = OrthogonalRetractionHandler(net)
+    handler.attach(trainer)
+    trainer.run()
+    assert handler.retracted == expected
+    if transform == "aom":
+        for m in net.f.orthogonal_matrices:
+            assert (m.t() @ m - torch.eye(8)).abs().max() < 1e-5
+
+
+def test_retraction_rejects_bad_every():
+    with pytest.raises(ValueError, match="every"):
+        OrthogonalRetractionHandler(torch.nn.Identity(), every=0)
+
+
+def test_mlflow_logs_to_default_sqlite_store(tmp_path):
+    net = SpectralResidualBlock(2, 4)
+    trainer = _trainer(net)
+    SRBMLFlowHandler(
+        output_dir=str(tmp_path), experiment_name="glue", experiment_param={"a": 1}, close_on_complete=True,
+        output_transform=from_engine(["loss"], first=True),
+    ).attach(trainer)
+    trainer.run()
+    assert (tmp_path / "mlflow.db").exists()
+    client = mlflow.MlflowClient(default_tracking_uri(str(tmp_path)))
+    (run,) = client.search_runs([client.get_experiment_by_name("glue").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["a"] == "1"
+    assert "Loss" in run.data.metrics
+
+
+def test_mlflow_marks_crashed_run_failed_and_next_run_is_new(tmp_path):
+    trainer = _trainer(SpectralResidualBlock(2, 4), fail_at=3)
+    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="crash", close_on_complete=True, iteration_log=False).attach(trainer)
+    with pytest.raises(RuntimeError, match="boom"):
+        trainer.run()
+    trainer = _trainer(SpectralResidualBlock(2, 4))
+    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="crash", close_on_complete=True, iteration_log=False).attach(trainer)
+    trainer.run()
+    client = mlflow.MlflowClient(default_tracking_uri(str(tmp_path)))
+    runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+
+
+def test_flatten_config():
+    flat = flatten_config({"a": {"b": 1, "c": [1, 2]}, "h": [{"_target_": "X", "k": 2}, 3], "s": "x" * 600})
+    assert flat == {"a.b": "1", "a.c": "[1, 2]", "h.0._target_": "X", "h.0.k": "2", "h.1": "3", "s": "x" * 500}

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from monai_srb.blocks.factory import BLOCK_NAMES, make_block
+from monai_srb.complexity import PAPER_TABLE3, count_complexity, main, table3
+from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform
+
+
+class Fn(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+# (transform, input shape, expected FLOPs by hand: transforms * 5 * N * log2(N), halved for real in/out).
+FFT_CASES = [
+    (lambda x: torch.fft.rfftn(x, dim=(-2, -1)), (1, 1, 8, 8), 1 * 5 * 64 * 6 // 2),
+    (lambda x: torch.fft.rfftn(x, dim=(-2, -1), norm="ortho"), (2, 3, 8, 8), 6 * 5 * 64 * 6 // 2),
+    (lambda x: torch.fft.irfftn(torch.fft.rfftn(x, dim=(-2, -1)), s=(8, 8), dim=(-2, -1)), (1, 1, 8, 8), 2 * 960),
+    (lambda x: torch.fft.rfft(x), (2, 3, 16), 6 * 5 * 16 * 4 // 2),
+    (lambda x: torch.fft.fftn(x.to(torch.complex64), dim=(-2, -1)), (1, 1, 8, 8), 5 * 64 * 6),
+    (lambda x: torch.fft.ifftn(x.to(torch.complex64), dim=(-3, -2, -1)), (1, 2, 4, 4, 4), 2 * 5 * 64 * 6),
+    (lambda x: torch.fft.rfftn(x, dim=(-2, -1)), (1, 1, 1, 1), 0),
+]
+
+# (conv, input shape)
+CONV_CASES = [
+    (nn.Conv2d(4, 6, kernel_size=3, padding=1), (2, 4, 9, 7)),
+    (nn.Conv2d(8, 4, kernel_size=1, groups=4, bias=False), (1, 8, 16, 9)),
+    (nn.Conv3d(3, 5, kernel_size=3, stride=2), (1, 3, 9, 8, 7)),
+]
+
+# (transform, input shape, expected FLOPs: each mode product along an axis of length n is 2 * n * numel)
+MATRIX_CASES = [
+    (lambda: AdaptiveOrthogonalTransform((8, 8)), (1, 1, 8, 8), 2 * (2 * 8**3)),
+    (lambda: AdaptiveOrthogonalTransform((16, 16)), (2, 3, 16, 16), 2 * (2 * 16**3) * 6),
+    (lambda: AdaptiveOrthogonalTransform((8, 4)), (1, 2, 8, 4), (2 * 8 + 2 * 4) * 2 * 8 * 4),
+    (lambda: AdaptiveOrthogonalTransform((4, 4, 4)), (1, 1, 4, 4, 4), 3 * (2 * 4**4)),
+    (lambda: CosineTransform((8, 8)), (1, 1, 8, 8), 2 * (2 * 8**3)),
+    (lambda: CosineTransform((6, 5, 4)), (1, 2, 6, 5, 4), (2 * 6 + 2 * 5 + 2 * 4) * 2 * 6 * 5 * 4),
+]
+
+BLOCK_CASES = [(name, (2, 8, 16, 16)) for name in BLOCK_NAMES] + [("srb_fft", (1, 4, 8, 8, 8))]
+
+
+def flop_counter_mode_total(module: nn.Module, shape: tuple[int, ...]) -> int:
+    module.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(torch.zeros(shape))
+    return counter.get_total_flops()
+
+
+@pytest.mark.parametrize("fn, shape, expected", FFT_CASES)
+def test_fft_flops_follow_the_convention(fn, shape, expected):
+    assert count_complexity(Fn(fn), shape).flops == expected
+
+
+@pytest.mark.parametrize("conv, shape", CONV_CASES)
+def test_conv_flops_match_flop_counter_mode(conv, shape):
+    report = count_complexity(conv, shape)
+    assert report.flops == flop_counter_mode_total(conv, shape) > 0
+    assert set(report.per_op) == {"aten.convolution"}
+
+
+@pytest.mark.parametrize("make, shape, expected", MATRIX_CASES)
+def test_mode_product_flops_are_counted(make, shape, expected):
+    assert count_complexity(make(), shape).flops == expected
+
+
+def test_srb_fft_counts_the_ffts():
+    block = make_block("srb_fft", 2, 8, spatial_size=(16, 16))
+    report = count_complexity(block, (1, 8, 16, 16))
+    one_way = 8 * 5 * 256 * 8 // 2  # 8 channels, N = 16 * 16, log2(N) = 8, real transform
+    assert report.per_op["aten._fft_r2c"] == one_way
+    assert report.per_op["aten._fft_c2r"] == one_way
+    assert report.flops == flop_counter_mode_total(block, (1, 8, 16, 16)) + 2 * one_way
+    assert report.per_module["SpectralResidualBlock"] == report.flops
+    assert report.per_module["SpectralResidualBlock.phi.conv_reduce"] > 0
+    # K' = 8 bottleneck channels (Re, Im of K = 4) on the one-sided 16 x 9 grid
+    assert report.uncounted_elements["aten.relu"] == 8 * 16 * 9
+
+
+@pytest.mark.parametrize("name, shape", BLOCK_CASES)
+def test_params_match_the_module(name, shape):
+    block = make_block(name, len(shape) - 2, shape[1], spatial_size=shape[2:]).train()
+    report = count_complexity(block, torch.randn(shape))
+    assert report.params == sum(p.numel() for p in block.parameters())
+    assert report.trainable_params == sum(p.numel() for p in block.parameters() if p.requires_grad)
+    assert report.flops > 0
+    assert report.macs == report.flops / 2
+    assert block.training
+
+
+def test_table3_rows():
+    rows = table3(channels=8, size=16, groups=2)
+    assert [r.name for r in rows] == list(PAPER_TABLE3)
+    assert all(r.block.phi.conv_reduce.groups == 2 for r in rows if r.name.startswith("srb_"))
+    assert rows[2].paper_params is None and rows[0].paper_params == 8704
+
+
+def test_main_prints_all_blocks(capsys):
+    main(["--size", "16", "--channels", "8"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]
+    for label in ("SRB_F", "SRB_A", "SRB_DCT", "Non-local", "A²-Net"):
+        assert any(line.startswith(f"| {label} |") for line in rows), label
+    assert "| 4 |" in out  # the groups sweep reaches K = 8 / 2
+
+
+def test_main_csv(capsys):
+    main(["--size", "16", "--channels", "8", "--format", "csv", "--groups", "1"])
+    table = capsys.readouterr().out.split("\n\n")[0]
+    records = list(csv.DictReader(io.StringIO(table)))
+    assert [r["Block"] for r in records] == [label for label, _, _ in PAPER_TABLE3.values()]
+    assert records[2]["ΔParams K (paper)"] == "—"
