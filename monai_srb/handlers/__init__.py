@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monai_srb.handlers.mlflow_tracking import SRBMLFlowHandler, default_tracking_uri, flatten_config
+from monai_srb.handlers.mlflow_tracking import SRBMLFlowHandler, config_params, default_tracking_uri, flatten_config
 from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
 
-__all__ = ["OrthogonalRetractionHandler", "SRBMLFlowHandler", "default_tracking_uri", "flatten_config"]
+__all__ = ["OrthogonalRetractionHandler", "SRBMLFlowHandler", "config_params", "default_tracking_uri", "flatten_config"]

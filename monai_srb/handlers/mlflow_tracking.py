@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mlflow
 from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
 
-__all__ = ["SRBMLFlowHandler", "default_tracking_uri", "flatten_config"]
+__all__ = ["SRBMLFlowHandler", "config_params", "default_tracking_uri", "flatten_config"]
 
 
 def default_tracking_uri(output_dir: str) -> str:
@@ -44,6 +44,23 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "", max_len: int = 5
         else:
             flat[name] = str(value)[:max_len]
     return flat
+
+
+def config_params(config_files: str | Sequence[str], resolved: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """
+    MLflow params for a bundle run: the flattened raw config of ``config_files`` (later files override
+    earlier ones, as ``monai.bundle run`` merges them), with the top-level ids in ``resolved`` replaced
+    by their values in this run (so command-line overrides such as ``--epochs 3`` are what is logged).
+
+    Args:
+        config_files: the bundle config file(s) of the run.
+        resolved: top-level id -> value actually used, e.g. ``{"epochs": @epochs}`` in a config.
+    """
+    from monai.bundle import ConfigParser
+
+    raw = ConfigParser.load_config_files(config_files)
+    raw.update(dict(resolved or {}))
+    return flatten_config(raw)
 
 
 class SRBMLFlowHandler(MLFlowHandler):

@@ -7,7 +7,13 @@ from monai.engines import SupervisedTrainer
 from monai.handlers import from_engine
 
 from monai_srb.blocks import SpectralResidualBlock
-from monai_srb.handlers import OrthogonalRetractionHandler, SRBMLFlowHandler, default_tracking_uri, flatten_config
+from monai_srb.handlers import (
+    OrthogonalRetractionHandler,
+    SRBMLFlowHandler,
+    config_params,
+    default_tracking_uri,
+    flatten_config,
+)
 
 
 def _trainer(net: torch.nn.Module, epochs: int = 2, fail_at: int | None = None) -> SupervisedTrainer:
@@ -80,3 +86,12 @@ def test_mlflow_marks_crashed_run_failed_and_next_run_is_new(tmp_path):
 def test_flatten_config():
     flat = flatten_config({"a": {"b": 1, "c": [1, 2]}, "h": [{"_target_": "X", "k": 2}, 3], "s": "x" * 600})
     assert flat == {"a.b": "1", "a.c": "[1, 2]", "h.0._target_": "X", "h.0.k": "2", "h.1": "3", "s": "x" * 500}
+
+
+def test_config_params_overlays_resolved_values(tmp_path):
+    import json
+
+    cfg = tmp_path / "train.json"
+    cfg.write_text(json.dumps({"epochs": 10, "network_def": {"_target_": "SRBUNet", "features": [1, 2]}}))
+    params = config_params(str(cfg), {"epochs": 3})
+    assert params == {"epochs": "3", "network_def._target_": "SRBUNet", "network_def.features": "[1, 2]"}
