@@ -114,6 +114,7 @@ class SpectralResidualBlock(nn.Module):
         norm: str | tuple = "batch",
         aom_init: str = "random",
         aom_mode: str = "qr",
+        fft_impl: str = "fft",
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
@@ -132,7 +133,7 @@ class SpectralResidualBlock(nn.Module):
         self.in_channels = in_channels
         self.transform_name = transform
         if transform == "fft":
-            self.f = FourierTransform(spatial_dims)
+            self.f = FourierTransform(spatial_dims, impl=fft_impl)
         elif transform == "aom":
             self.f = AdaptiveOrthogonalTransform(size, init=aom_init, mode=aom_mode)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from monai_srb.spectral.adaptive_orthogonal import AdaptiveOrthogonalTransform, orthogonal_qr, retract_orthogonal_
 from monai_srb.spectral.cosine import CosineTransform, dct_matrix
-from monai_srb.spectral.fourier import FourierTransform
+from monai_srb.spectral.fourier import FourierTransform, dft_matrices
 from monai_srb.spectral.matrix_transform import SeparableMatrixTransform, mode_product
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "FourierTransform",
     "SeparableMatrixTransform",
     "dct_matrix",
+    "dft_matrices",
     "mode_product",
     "orthogonal_qr",
     "retract_orthogonal_",

@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["FourierTransform"]
+from monai_srb.spectral.matrix_transform import mode_product
+
+__all__ = ["FourierTransform", "dft_matrices"]
+
+FFT_IMPLS = ("fft", "matmul")
+
+
+def dft_matrices(n: int, onesided: bool, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Cosine and sine parts of the orthonormal DFT matrix of length ``n``: ``F = (C - i S)``, with
+    ``C[k, j] = cos(2 pi k j / n) / sqrt(n)`` and ``S[k, j] = sin(2 pi k j / n) / sqrt(n)``. With
+    ``onesided`` only the ``n // 2 + 1`` non-negative frequencies (rows) of an ``rfft`` are kept.
+    Built in float64 (the phase ``k j`` is reduced modulo ``n`` first) and returned in float32.
+    """
+    rows = n // 2 + 1 if onesided else n
+    k = torch.arange(rows, dtype=torch.float64, device=device).unsqueeze(1)
+    j = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(0)
+    phase = torch.remainder(k * j, n) * (2.0 * math.pi / n)
+    scale = 1.0 / math.sqrt(n)
+    return (torch.cos(phase) * scale).float(), (torch.sin(phase) * scale).float()
 
 
 class FourierTransform(nn.Module):
@@ -24,21 +45,29 @@ class FourierTransform(nn.Module):
     The FFT always runs in float32 (or float64 for float64 input): cuFFT's half-precision transforms
     only accept power-of-two sizes, and the spectrum of a large image overflows fp16 easily.
 
+    ``impl="matmul"`` computes the same transform with dense cosine/sine DFT matrices per axis (built
+    for the input's size). It is slower for large sizes but uses only matmuls, which every exporter
+    takes: ONNX has no usable real-FFT export from PyTorch.
+
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3.
+        impl: ``"fft"`` (``torch.fft``) or ``"matmul"`` (DFT matrices, for export).
 
     Raises:
-        ValueError: when ``spatial_dims`` is not 2 or 3.
+        ValueError: when ``spatial_dims`` is not 2 or 3 or ``impl`` is unknown.
     """
 
     channel_factor: int = 2
     onesided: bool = True
 
-    def __init__(self, spatial_dims: int) -> None:
+    def __init__(self, spatial_dims: int, impl: str = "fft") -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        if impl not in FFT_IMPLS:
+            raise ValueError(f"impl must be one of {FFT_IMPLS}, got {impl!r}.")
         self.spatial_dims = spatial_dims
+        self.impl = impl
 
     def spectral_size(self, spatial_size: list[int]) -> list[int]:
         """Size of the spectral grid for an input of ``spatial_size``: the last axis is one-sided."""
@@ -54,9 +83,13 @@ class FourierTransform(nn.Module):
         """
         if x.dtype != torch.float64:
             x = x.float()
-        dims = list(range(2, x.ndim))
-        z = torch.view_as_real(torch.fft.rfftn(x, dim=dims, norm="ortho"))  # (B, C, *grid, 2)
-        z = z.movedim(-1, 2)  # (B, C, 2, *grid)
+        if self.impl == "matmul":
+            re, im = self._rfftn_matmul(x)
+            z = torch.stack([re, im], dim=2)  # (B, C, 2, *grid)
+        else:
+            dims = list(range(2, x.ndim))
+            z = torch.view_as_real(torch.fft.rfftn(x, dim=dims, norm="ortho"))  # (B, C, *grid, 2)
+            z = z.movedim(-1, 2)  # (B, C, 2, *grid)
         return z.reshape([z.shape[0], -1] + list(z.shape[3:]))
 
     def inverse(self, z: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
@@ -71,6 +104,46 @@ class FourierTransform(nn.Module):
         """
         if z.dtype != torch.float64:
             z = z.float()
+        if self.impl == "matmul":
+            parts = z.reshape([z.shape[0], -1, 2] + list(z.shape[2:])).unbind(2)
+            return self._irfftn_matmul(parts[0], parts[1], spatial_size)
         z = z.reshape([z.shape[0], -1, 2] + list(z.shape[2:])).movedim(2, -1).contiguous()
         dims = list(range(2, z.ndim - 1))
         return torch.fft.irfftn(torch.view_as_complex(z), s=spatial_size, dim=dims, norm="ortho")
+
+    def _rfftn_matmul(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real and imaginary parts of ``rfftn(x, norm="ortho")`` by DFT matrix products."""
+        last = x.ndim - 1
+        cos, sin = dft_matrices(x.shape[last], True, x.device)
+        re = torch.matmul(x, cos.to(x.dtype).t())
+        im = -torch.matmul(x, sin.to(x.dtype).t())
+        for axis in range(2, last):
+            cos, sin = dft_matrices(x.shape[axis], False, x.device)
+            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+            # (C - iS)(re + i im) = (C re + S im) + i (C im - S re)
+            re, im = (
+                mode_product(re, cos, axis) + mode_product(im, sin, axis),
+                mode_product(im, cos, axis) - mode_product(re, sin, axis),
+            )
+        return re, im
+
+    def _irfftn_matmul(self, re: torch.Tensor, im: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
+        """``irfftn(re + i im, s=spatial_size, norm="ortho")`` by DFT matrix products."""
+        last = re.ndim - 1
+        for axis in range(2, last):
+            cos, sin = dft_matrices(spatial_size[axis - 2], False, re.device)
+            cos, sin = cos.to(re.dtype), sin.to(re.dtype)
+            # (C + iS)(re + i im) = (C re - S im) + i (C im + S re)
+            re, im = (
+                mode_product(re, cos, axis) - mode_product(im, sin, axis),
+                mode_product(im, cos, axis) + mode_product(re, sin, axis),
+            )
+        n = spatial_size[-1]
+        cos, sin = dft_matrices(n, True, re.device)
+        # Hermitian symmetry: the frequencies 1 .. ceil(n / 2) - 1 stand for their mirror images too,
+        # and, as irfft does, the imaginary parts of DC and Nyquist are ignored (their sine rows are 0).
+        weight = torch.full([cos.shape[0], 1], 2.0, dtype=cos.dtype, device=cos.device)
+        weight[0] = 1.0
+        if n % 2 == 0:
+            weight[-1] = 1.0
+        return torch.matmul(re, (weight * cos).to(re.dtype)) - torch.matmul(im, (weight * sin).to(re.dtype))

@@ -18,6 +18,8 @@ CASES = [
     ({"spatial_dims": 3, "in_channels": 4, "transform": "aom", "spatial_size": (5, 6, 7)}, (2, 4, 5, 6, 7)),
     ({"spatial_dims": 3, "in_channels": 4, "transform": "dct"}, (2, 4, 5, 6, 7)),
     ({"spatial_dims": 3, "in_channels": 4, "transform": "fft", "norm": "instance"}, (2, 4, 4, 5, 3)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": "fft", "fft_impl": "matmul"}, (2, 4, 9, 7)),
+    ({"spatial_dims": 3, "in_channels": 4, "transform": "fft", "fft_impl": "matmul"}, (2, 4, 5, 6, 7)),
 ]
 
 
@@ -100,6 +102,16 @@ def test_other_input_sizes_train_and_infer(transform):
         block.eval()
         assert block(torch.randn(1, 4, *size)).shape == (1, 4) + size
     assert block.phi.spectral_relu.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 9, 7), (1, 4, 5, 6, 7)])
+def test_matmul_fft_impl_matches_fft(shape):
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(len(shape) - 2, 4)).eval()
+    x = torch.randn(shape)
+    ref = block(x)
+    block.f.impl = "matmul"
+    torch.testing.assert_close(block(x), ref, atol=1e-4, rtol=0)
 
 
 def test_gradient_reaches_alpha_and_phi():

@@ -60,6 +60,17 @@ def test_fourier_matches_torch_rfftn_interleaved(size):
     torch.testing.assert_close(z[:, 1::2], ref.imag)
 
 
+@pytest.mark.parametrize("shape", SHAPES + [(1, 1, 1, 1), (1, 1, 2, 1)])
+def test_fourier_matmul_impl_matches_fft(shape):
+    torch.manual_seed(0)
+    fft, matmul = FourierTransform(len(shape) - 2), FourierTransform(len(shape) - 2, impl="matmul")
+    x = torch.randn(shape)
+    torch.testing.assert_close(matmul(x), fft(x), atol=1e-5, rtol=0)
+    # also on spectra that are not the transform of a real signal (DC / Nyquist imaginary parts set)
+    z = torch.randn_like(fft(x))
+    torch.testing.assert_close(matmul.inverse(z, list(shape[2:])), fft.inverse(z, list(shape[2:])), atol=1e-5, rtol=0)
+
+
 def test_fourier_runs_in_float32_for_half_input():
     x = torch.randn(1, 2, 6, 5).bfloat16()
     z = FourierTransform(2)(x)
@@ -141,6 +152,7 @@ def test_parametrization_mode_is_orthogonal_after_steps():
     "build,message",
     [
         (lambda: FourierTransform(1), "spatial_dims"),
+        (lambda: FourierTransform(2, impl="dft"), "impl"),
         (lambda: AdaptiveOrthogonalTransform((4,)), "spatial_size"),
         (lambda: AdaptiveOrthogonalTransform((4, 0)), "spatial_size"),
         (lambda: AdaptiveOrthogonalTransform((4, 4), init="eye"), "init"),
