@@ -1,0 +1,176 @@
+"""The paper's classic U-Net (and U-Net*) with Spectral Residual Blocks inserted around its up-sampling steps."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from monai.networks.blocks import UpSample
+from monai.networks.nets import BasicUNet
+from monai.utils import ensure_tuple_rep
+from torch import nn
+
+from monai_srb.blocks.factory import make_block
+
+__all__ = ["SRBUNet", "SRB_POSITIONS", "PAPER_UNET_FEATURES"]
+
+# The paper's naming: up4 is the up-sampling step closest to the encoder (BasicUNet's ``upcat_4``).
+SRB_POSITIONS = tuple(f"{where}_up{n}" for n in (4, 3, 2, 1) for where in ("before", "after"))
+# Widths of the paper's classic U-Net: 1,948,434 parameters as a 2D BasicUNet with 3 input and 2 output
+# channels, 0.3% off the 1.943M the paper reports.
+PAPER_UNET_FEATURES = (16, 32, 64, 128, 256, 16)
+
+
+class SRBUNet(BasicUNet):
+    """
+    MONAI's :class:`~monai.networks.nets.BasicUNet` with residual blocks (SRB_F, SRB_A, SRB_DCT or the
+    attention blocks the paper compares with) inserted at named positions of the decoder.
+
+    Positions are ``"before_upN"`` and ``"after_upN"``, N = 1..4, up4 being the up-sampling step closest
+    to the encoder (BasicUNet's ``upcat_4``): ``"before_upN"`` applies the block to the deeper map that
+    enters ``upcat_N``, ``"after_upN"`` to the output of ``upcat_N``. ``"after_upN"`` and
+    ``"before_up(N-1)"`` therefore see the same tensor; naming both stacks two blocks there, the
+    ``after`` one first. Every position without a block holds an ``nn.Identity``, so ``forward`` has no
+    branches and the network scripts with TorchScript (when its blocks do). As every block the factory
+    makes is the identity at initialisation, a fresh SRBUNet computes what the plain U-Net computes.
+
+    With ``unet_star=True`` it is the paper's U-Net*: the last max-pooling (in ``down_4``) is removed,
+    so the deepest map is 1/8 of the input instead of 1/16 (with a 512 x 512 input the map before up4 is
+    256 channels at 64 x 64, the paper's Table 3 setting), and ``upcat_4`` keeps its up-sampling layer
+    type but at scale 1 (a 1x1 transposed convolution for ``"deconv"``) so that the output has the
+    input's size.
+
+    Channels and spatial size at each position, for an input of spatial size S and ``features`` f
+    (U-Net*: ``before_up4`` is at S/8):
+
+    ============================ ========== ========
+    position                     channels   size
+    ============================ ========== ========
+    before_up4                   f[4]       S/16
+    after_up4, before_up3        f[3]       S/8
+    after_up3, before_up2        f[2]       S/4
+    after_up2, before_up1        f[1]       S/2
+    after_up1                    f[5]       S
+    ============================ ========== ========
+
+    Args:
+        spatial_dims: number of spatial dimensions, 2 or 3.
+        in_channels: number of input channels.
+        out_channels: number of output channels.
+        features: the six widths of :class:`~monai.networks.nets.BasicUNet` (five encoder levels, then the
+            width after the last up-sampling). Default: the paper's classic U-Net.
+        srb_positions: positions of the inserted blocks, a subset of :data:`SRB_POSITIONS` (a single
+            name is accepted as a str).
+        block: block name for :func:`monai_srb.blocks.factory.make_block`: ``"srb_fft"``, ``"srb_aom"``,
+            ``"srb_dct"``, ``"nonlocal"`` or ``"double_attention"``.
+        unet_star: build the paper's U-Net* (no last max-pooling, deepest map at 1/8).
+        spatial_size: the input's spatial size (an int is repeated over the spatial dims). Required for
+            ``"srb_aom"``, whose matrices are sized for the map at each position, and the network then
+            takes only that input size; for ``"srb_fft"`` / ``"srb_dct"`` it gives the grid the spectral
+            ReLU's ``W``, ``B`` are stored on at each position (default: the block's own default grid,
+            resampled to any input). Must be divisible by 16 (8 for U-Net*).
+        unet_args: further :class:`~monai.networks.nets.BasicUNet` arguments (``act``, ``norm``, ``bias``,
+            ``dropout``, ``upsample``); kept apart from ``block_args`` because the blocks have a ``norm``
+            of their own.
+        block_args: further constructor arguments of the inserted blocks (e.g. ``reduction``, ``groups``,
+            ``norm``, ``aom_init`` for the SRBs).
+
+    ``forward`` takes (batch, in_channels, spatial_1, spatial_2[, spatial_3]) and returns the logits in
+    shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]). It does not check the input size:
+    like BasicUNet it pads maps with odd edges, so sizes not divisible by 16 (8) run with the FFT / DCT
+    blocks and the attention blocks, while the AOM blocks raise on any size but the one they were built
+    for.
+
+    Raises:
+        ValueError: on an unknown or repeated position, a ``spatial_size`` with the wrong number of
+            entries or not divisible by 16 (8 for U-Net*), ``block="srb_aom"`` without ``spatial_size``,
+            and whatever :func:`~monai_srb.blocks.factory.make_block` and the blocks raise (unknown block
+            name, bad block arguments).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        features: Sequence[int] = PAPER_UNET_FEATURES,
+        srb_positions: Sequence[str] | str = ("before_up4",),
+        block: str = "srb_fft",
+        unet_star: bool = False,
+        spatial_size: Sequence[int] | int | None = None,
+        unet_args: Mapping[str, Any] | None = None,
+        **block_args: Any,
+    ) -> None:
+        unet_args = dict(unet_args or {})
+        super().__init__(spatial_dims, in_channels, out_channels, features=features, **unet_args)
+        positions = (srb_positions,) if isinstance(srb_positions, str) else tuple(srb_positions)
+        unknown = [p for p in positions if p not in SRB_POSITIONS]
+        if unknown:
+            raise ValueError(f"srb_positions must be among {SRB_POSITIONS}, got unknown {unknown}.")
+        if len(set(positions)) != len(positions):
+            raise ValueError(f"srb_positions must not repeat a position, got {positions}.")
+        if block == "srb_aom" and positions and spatial_size is None:
+            raise ValueError(
+                "block='srb_aom' needs spatial_size (the input's spatial size sizes the AOM matrices), got None."
+            )
+        depth = 3 if unet_star else 4
+        size: list[int] | None = None
+        if spatial_size is not None:
+            size = [int(s) for s in ensure_tuple_rep(spatial_size, spatial_dims)]
+            if any(s < 1 or s % 2**depth for s in size):
+                raise ValueError(
+                    f"spatial_size must be positive and divisible by {2 ** depth} "
+                    f"({'U-Net*' if unet_star else 'U-Net'}: {depth} max-poolings), got {spatial_size!r}."
+                )
+        self.srb_positions = positions
+        self.unet_star = unet_star
+
+        fea = ensure_tuple_rep(features, 6)
+        if unet_star:
+            self.down_4.max_pooling = nn.Identity()
+            # Same up-sampling layer type as BasicUNet's, at scale 1, so the deepest map (already at 1/8)
+            # is concatenated with the 1/8 encoder map; BasicUNet's UpCat halves the channels here.
+            self.upcat_4.upsample = UpSample(
+                spatial_dims, fea[4], fea[4] // 2, scale_factor=1, mode=unet_args.get("upsample", "deconv")
+            )
+
+        # (channels, down-sampling factor) of the map each position sees.
+        deepest = 2**depth
+        geometry = {
+            "before_up4": (fea[4], deepest),
+            "after_up4": (fea[3], 8),
+            "before_up3": (fea[3], 8),
+            "after_up3": (fea[2], 4),
+            "before_up2": (fea[2], 4),
+            "after_up2": (fea[1], 2),
+            "before_up1": (fea[1], 2),
+            "after_up1": (fea[5], 1),
+        }
+        for position in SRB_POSITIONS:
+            module: nn.Module = nn.Identity()
+            if position in positions:
+                channels, factor = geometry[position]
+                map_size = None if size is None else [s // factor for s in size]
+                module = make_block(block, spatial_dims, channels, spatial_size=map_size, **block_args)
+            self.add_module(f"srb_{position}", module)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]).
+
+        Returns:
+            logits in shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]).
+        """
+        x0 = self.conv_0(x)
+        x1 = self.down_1(x0)
+        x2 = self.down_2(x1)
+        x3 = self.down_3(x2)
+        x4 = self.down_4(x3)
+
+        u4 = self.srb_after_up4(self.upcat_4(self.srb_before_up4(x4), x3))
+        u3 = self.srb_after_up3(self.upcat_3(self.srb_before_up3(u4), x2))
+        u2 = self.srb_after_up2(self.upcat_2(self.srb_before_up2(u3), x1))
+        u1 = self.srb_after_up1(self.upcat_1(self.srb_before_up1(u2), x0))
+        return self.final_conv(u1)
