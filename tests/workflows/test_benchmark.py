@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("srb_benchmark", ROOT / "workflows" / "benchmark.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_preset_writes_every_output(tmp_path):
+    bench = _load()
+    bench.main(["--preset", "smoke", "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
+    with open(tmp_path / "blocks.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["block"] for r in rows} == set(bench.BLOCKS)
+    assert {r["spatial_dims"] for r in rows} == {"2", "3"}
+    assert all(float(r["time_ms"]) > 0 and float(r["peak_mb"]) >= 0 for r in rows)
+    assert (tmp_path / "blocks.png").stat().st_size > 0
+    assert (tmp_path / "blocks.md").read_text().count("\n") == len(rows) + 2
+    with open(tmp_path / "networks.csv") as f:
+        assert [r["network"] for r in csv.DictReader(f)] == ["U-Net", "U-Net + 4 SRB_F"]
+
+
+@pytest.mark.parametrize("block,positions,expected", [("nonlocal", 96**3, "does not fit"), ("srb_fft", 96**3, "")])
+def test_blocks_that_cannot_allocate_are_reported(block, positions, expected):
+    bench = _load()
+    need = bench.estimated_bytes(block, 2, 32, positions)
+    assert (need > bench._ram() // 2) == bool(expected)
+    if expected:
+        import torch
+
+        row = bench.bench_block(block, 3, 96, 32, 2, torch.device("cpu"), 0, 1)
+        assert row.time_ms is None and row.note.startswith(expected)

@@ -1,0 +1,276 @@
+"""
+Speed and memory of SRB against the blocks it replaces or competes with (issue: performance suite).
+
+For each block at each size, in one process: median forward+backward time over ``--repeats`` runs after
+``--warmup`` runs, and peak memory. On CUDA, peak memory is ``torch.cuda.max_memory_allocated``; on CPU,
+where PyTorch exposes no allocator statistics, it is the bytes of the tensors autograd keeps for backward
+plus the output (the activation memory a training step holds at its peak), counted with saved-tensor hooks.
+A block whose estimated memory does not fit (Non-local's N x N attention at large 3D sizes) is reported as
+such instead of being run. Also the training-step time and inference latency of SRBUNet (+4 SRB_F) against
+the plain U-Net.
+
+    python workflows/benchmark.py                      # full grid, CSV + markdown + PNG into docs/benchmark
+    python workflows/benchmark.py --preset targets     # only the figures the performance targets name
+    python workflows/benchmark.py --preset smoke       # seconds; what the tests run
+
+Writes ``<out>/blocks.csv``, ``<out>/blocks.md``, ``<out>/blocks.png`` and ``<out>/networks.csv``; prints the
+markdown tables and the target ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from monai.networks.blocks import SABlock
+from monai.networks.layers.factories import Conv
+from torch import nn
+
+from monai_srb.blocks import make_block
+from monai_srb.nets.srb_unet import SRBUNet
+
+BLOCKS = ("srb_fft", "srb_aom", "srb_dct", "nonlocal", "double_attention", "sablock", "conv3x3")
+PRESETS = {
+    # name: (2D sizes, 2D channels, 3D sizes, 3D channels, network size or 0)
+    "full": ((32, 64, 128, 256), 64, (16, 32, 48, 64, 96), 32, 256),
+    "targets": ((128,), 64, (), 32, 256),
+    "smoke": ((16,), 8, (8,), 4, 32),
+}
+
+
+class TokenSABlock(nn.Module):
+    """MONAI's ``SABlock`` (a transformer self-attention layer on (B, N, C) tokens) on a feature map."""
+
+    def __init__(self, channels: int, num_heads: int = 4) -> None:
+        super().__init__()
+        self.attn = SABlock(channels, num_heads=num_heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = x.flatten(2).transpose(1, 2)
+        return x + self.attn(tokens).transpose(1, 2).reshape(x.shape)
+
+
+def build(name: str, spatial_dims: int, channels: int, size: int) -> nn.Module:
+    if name == "conv3x3":
+        return Conv[Conv.CONV, spatial_dims](channels, channels, kernel_size=3, padding=1)
+    if name == "sablock":
+        return TokenSABlock(channels)
+    return make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims)
+
+
+def estimated_bytes(name: str, batch: int, channels: int, positions: int) -> int:
+    """A lower bound on the training memory of the attention blocks: the N x N maps they store."""
+    if name in ("nonlocal", "sablock"):
+        heads = 4 if name == "sablock" else 1
+        return 3 * batch * heads * positions * positions * 4
+    return 0
+
+
+@dataclass
+class Row:
+    block: str
+    spatial_dims: int
+    size: int
+    pixels: int
+    channels: int
+    batch: int
+    time_ms: float | None
+    peak_mb: float | None
+    note: str = ""
+
+
+def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
+    """Bytes of the tensors autograd saves for backward during ``fn()``, plus its output."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return sum(seen.values()) + out.numel() * out.element_size()
+
+
+def time_fn(fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def bench_block(
+    name: str, spatial_dims: int, size: int, channels: int, batch: int, device: torch.device, warmup: int, repeats: int
+) -> Row:
+    pixels = size**spatial_dims
+    row = Row(name, spatial_dims, size, pixels, channels, batch, None, None)
+    limit = (torch.cuda.get_device_properties(device).total_memory if device.type == "cuda" else _ram()) // 2
+    need = estimated_bytes(name, batch, channels, pixels)
+    if need > limit:
+        row.note = f"does not fit: needs > {need / 2**30:.0f} GiB"
+        return row
+    torch.manual_seed(0)
+    block = build(name, spatial_dims, channels, size).to(device).train()
+    x = torch.randn((batch, channels) + (size,) * spatial_dims, device=device, requires_grad=True)
+
+    def step() -> None:
+        block(x).sum().backward()
+        x.grad = None
+        block.zero_grad(set_to_none=True)
+
+    try:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            step()
+            row.peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
+        else:
+            row.peak_mb = saved_bytes(lambda: block(x)) / 2**20
+        row.time_ms = time_fn(step, warmup, repeats, device)
+    except (RuntimeError, MemoryError) as e:  # an allocation failure is a result, not a crash
+        row.note = f"failed: {str(e).splitlines()[0][:80]}"
+    return row
+
+
+def bench_networks(size: int, device: torch.device, warmup: int, repeats: int) -> list[dict[str, object]]:
+    rows = []
+    for label, positions in (("U-Net", ()), ("U-Net + 4 SRB_F", tuple(f"before_up{i}" for i in range(1, 5)))):
+        torch.manual_seed(0)
+        net = SRBUNet(2, 3, 2, srb_positions=positions, spatial_size=size).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+        x = torch.randn(2, 3, size, size, device=device)
+        y = torch.randint(0, 2, (2, size, size), device=device)
+
+        def train_step() -> None:
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+
+        net.train()
+        train_ms = time_fn(train_step, warmup, repeats, device)
+        net.eval()
+        with torch.no_grad():
+            infer_ms = time_fn(lambda: net(x[:1]), warmup, repeats, device)
+        params = sum(p.numel() for p in net.parameters())
+        rows.append({"network": label, "size": size, "params": params, "train_step_ms": train_ms, "inference_ms": infer_ms})
+    return rows
+
+
+def _ram() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def markdown(rows: list[Row]) -> str:
+    lines = ["| block | dims | size | C | time fwd+bwd (ms) | peak memory (MiB) | note |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = f"{r.time_ms:.2f}" if r.time_ms is not None else "—"
+        m = f"{r.peak_mb:.1f}" if r.peak_mb is not None else "—"
+        lines.append(f"| {r.block} | {r.spatial_dims}D | {r.size} | {r.channels} | {t} | {m} | {r.note} |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[Row], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    for col, dims in enumerate((2, 3)):
+        for name in BLOCKS:
+            pts = [r for r in rows if r.block == name and r.spatial_dims == dims and r.time_ms is not None]
+            if not pts:
+                continue
+            axes[0, col].loglog([r.pixels for r in pts], [r.time_ms for r in pts], "o-", label=name)
+            axes[1, col].loglog([r.pixels for r in pts], [r.peak_mb for r in pts], "o-", label=name)
+        axes[0, col].set_title(f"{dims}D: forward+backward time")
+        axes[1, col].set_title(f"{dims}D: peak memory")
+        axes[0, col].set_ylabel("ms")
+        axes[1, col].set_ylabel("MiB")
+        for ax in axes[:, col]:
+            ax.set_xlabel("pixels" if dims == 2 else "voxels")
+            ax.grid(True, which="both", alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def target_ratios(rows: list[Row], nets: list[dict[str, object]]) -> dict[str, float]:
+    at = {r.block: r.time_ms for r in rows if r.spatial_dims == 2 and r.size == 128 and r.time_ms is not None}
+    ratios: dict[str, float] = {}
+    if "srb_fft" in at and "conv3x3" in at:
+        ratios["SRB_F / conv3x3 (target <= 1.2)"] = at["srb_fft"] / at["conv3x3"]
+    if "srb_fft" in at and "double_attention" in at:
+        ratios["SRB_F / A2-Net (target <= 1.0)"] = at["srb_fft"] / at["double_attention"]
+    if "srb_fft" in at and "nonlocal" in at:
+        ratios["Non-local / SRB_F (target >= 20)"] = at["nonlocal"] / at["srb_fft"]
+    if len(nets) == 2:
+        ratios["SRBUNet / U-Net train step (target <= 1.10)"] = float(nets[1]["train_step_ms"]) / float(nets[0]["train_step_ms"])
+    return ratios
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    parser.add_argument("--blocks", nargs="+", choices=BLOCKS, default=list(BLOCKS))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", default="docs/benchmark")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sizes2d, c2d, sizes3d, c3d, net_size = PRESETS[args.preset]
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, device {device}")
+
+    rows = []
+    for dims, sizes, channels in ((2, sizes2d, c2d), (3, sizes3d, c3d)):
+        for size in sizes:
+            for name in args.blocks:
+                rows.append(bench_block(name, dims, size, channels, args.batch, device, args.warmup, args.repeats))
+                print(markdown([rows[-1]]).splitlines()[-1], flush=True)
+    nets = bench_networks(net_size, device, args.warmup, args.repeats) if net_size else []
+
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "blocks.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(rows[0])))
+        writer.writeheader()
+        writer.writerows(asdict(r) for r in rows)
+    table = markdown(rows)
+    with open(os.path.join(args.out, "blocks.md"), "w") as f:
+        f.write(table + "\n")
+    plot(rows, os.path.join(args.out, "blocks.png"))
+    if nets:
+        with open(os.path.join(args.out, "networks.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(nets[0]))
+            writer.writeheader()
+            writer.writerows(nets)
+    print("\n" + table + "\n")
+    for n in nets:
+        print(f"{n['network']:<18} {n['size']}²  params {n['params']:>9,}  train step {n['train_step_ms']:.1f} ms  inference {n['inference_ms']:.1f} ms")
+    ratios = target_ratios(rows, nets)
+    for k, v in ratios.items():
+        print(f"{k}: {v:.2f}")
+    return ratios
+
+
+if __name__ == "__main__":
+    main()
