@@ -167,7 +167,9 @@ class SpectralResidualBlock(nn.Module):
                 f"got shape {list(x.shape)}."
             )
         spatial_size = list(x.shape[2:])
-        z = self.f(x.float())
+        # float32 at least, whatever the autocast dtype; float64 stays float64.
+        spectral_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        z = self.f(x.to(spectral_dtype))
         z = self.phi(z, spatial_size)
-        y = self.f.inverse(z.float(), spatial_size)
+        y = self.f.inverse(z.to(spectral_dtype), spatial_size)
         return x + self.alpha.to(x.dtype) * y.to(x.dtype)

@@ -91,6 +91,16 @@ def test_bf16_autocast_on_cpu(kwargs, shape):
     torch.testing.assert_close(out_bf16.float(), ref, atol=1e-1, rtol=5e-2)
 
 
+@pytest.mark.parametrize("kwargs,shape", CASES[:3] + CASES[6:8])
+def test_float64(kwargs, shape):
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(**kwargs)).eval()
+    x = torch.randn(shape)
+    out = block.double()(x.double())
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out.float(), block.float()(x), atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("transform", ["fft", "dct"])
 def test_other_input_sizes_train_and_infer(transform):
     torch.manual_seed(0)

@@ -1,0 +1,21 @@
+"""The paper's networks on MONAI's own, and SRB insertion into any MONAI network."""
+
+from __future__ import annotations
+
+from monai_srb.nets.insertion import InsertedBlock, insert_blocks
+from monai_srb.nets.srb_classifiers import SRBDenseNet121, SRBResNet50
+from monai_srb.nets.srb_spm import SimpleParallelModule, SRBSPMNet, dilate_resnet_
+from monai_srb.nets.srb_unet import PAPER_UNET_FEATURES, SRB_POSITIONS, SRBUNet
+
+__all__ = [
+    "InsertedBlock",
+    "PAPER_UNET_FEATURES",
+    "SRBDenseNet121",
+    "SRBResNet50",
+    "SRBSPMNet",
+    "SRBUNet",
+    "SRB_POSITIONS",
+    "SimpleParallelModule",
+    "dilate_resnet_",
+    "insert_blocks",
+]
