@@ -1,0 +1,188 @@
+"""
+Export SRB networks for deployment: TorchScript, and ONNX checked with ONNX Runtime.
+
+FFT layers are where deployment usually breaks: PyTorch's TorchScript-based ONNX exporter has no
+``fft_rfftn`` (onnx/onnx#4843, #4845), and other runtimes lack ONNX's ``DFT``. :func:`export_onnx`
+therefore switches every SRB_F in the network to ``fft_impl="matmul"`` (the same orthonormal DFT as
+cosine/sine matrix products built for the exported size) for the export and back afterwards; SRB_A and
+SRB_DCT are matmuls already. The exported graph has a dynamic batch dimension and a fixed spatial size,
+which :class:`OnnxPredictor` checks before running it.
+
+    python -m monai_srb.export --bundle_root bundles/srb_skin_lesion_segmentation --out_dir exported
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from monai.networks.utils import convert_to_onnx, convert_to_torchscript
+from torch import nn
+
+from monai_srb.spectral.fourier import FourierTransform
+
+__all__ = ["OnnxPredictor", "export_onnx", "export_torchscript", "matmul_dft", "set_fft_impl_"]
+
+INPUT_NAME, OUTPUT_NAME = "image", "pred"
+
+
+def set_fft_impl_(network: nn.Module, impl: str) -> int:
+    """Set ``impl`` (``"fft"`` or ``"matmul"``) on every :class:`FourierTransform` in ``network``; returns how many."""
+    touched = 0
+    for m in network.modules():
+        if isinstance(m, FourierTransform):
+            if impl not in ("fft", "matmul"):
+                raise ValueError(f"impl must be 'fft' or 'matmul', got {impl!r}.")
+            m.impl = impl
+            touched += 1
+    return touched
+
+
+@contextmanager
+def matmul_dft(network: nn.Module) -> Iterator[nn.Module]:
+    """Run the SRB_F transforms of ``network`` as DFT matrix products inside the ``with`` block."""
+    before = [(m, m.impl) for m in network.modules() if isinstance(m, FourierTransform)]
+    set_fft_impl_(network, "matmul")
+    try:
+        yield network
+    finally:
+        for m, impl in before:
+            m.impl = impl
+
+
+def _example(network: nn.Module, example_input: torch.Tensor | Sequence[int]) -> torch.Tensor:
+    if isinstance(example_input, torch.Tensor):
+        return example_input
+    param = next(network.parameters(), None)
+    return torch.randn(*example_input, device=param.device if param is not None else None)
+
+
+def _metadata(x: torch.Tensor, out: torch.Tensor) -> dict[str, object]:
+    return {"input_shape": ["batch"] + list(x.shape[1:]), "output_shape": ["batch"] + list(out.shape[1:])}
+
+
+def export_torchscript(
+    network: nn.Module,
+    filepath: str,
+    example_input: torch.Tensor | Sequence[int],
+    use_trace: bool = False,
+    atol: float = 1e-4,
+) -> str:
+    """
+    Save ``network`` (in eval mode) as TorchScript with MONAI's ``convert_to_torchscript``, check that the
+    saved model reloads and matches eager PyTorch within ``atol``, and store the input/output shapes in
+    the file's ``metadata.json`` extra file.
+
+    Args:
+        network: the network to export; switched to eval mode.
+        filepath: the ``.ts`` file to write.
+        example_input: a tensor or a shape (batch, channels, *spatial) used to check the export.
+        use_trace: ``torch.jit.trace`` instead of ``torch.jit.script`` (a traced SRB takes only the
+            traced size).
+        atol: largest absolute difference accepted between the TorchScript and eager outputs.
+
+    Raises:
+        ValueError: when the reloaded model differs from eager PyTorch by more than ``atol``.
+    """
+    network = network.eval()
+    x = _example(network, example_input)
+    with torch.no_grad():
+        expected = network(x)
+    extra = {"metadata.json": json.dumps(_metadata(x, expected)).encode()}
+    convert_to_torchscript(network, filename_or_obj=filepath, extra_files=extra, use_trace=use_trace, inputs=[x])
+    loaded = torch.jit.load(filepath, map_location=x.device)
+    with torch.no_grad():
+        diff = (loaded(x) - expected).abs().max().item()
+    if diff > atol:
+        raise ValueError(f"TorchScript model {filepath} differs from eager PyTorch by {diff:.3g} > atol={atol}.")
+    return filepath
+
+
+def export_onnx(
+    network: nn.Module,
+    filepath: str,
+    example_input: torch.Tensor | Sequence[int],
+    atol: float = 1e-4,
+    opset_version: int | None = None,
+) -> str:
+    """
+    Export ``network`` (in eval mode, SRB_F as DFT matmuls) to ONNX with MONAI's ``convert_to_onnx``, with
+    a dynamic batch dimension, then run it with ONNX Runtime (CPU) on a batch of another size and check
+    it matches eager PyTorch within ``atol``. The input is named ``image`` and the output ``pred``.
+
+    Args:
+        network: the network to export; switched to eval mode, its FFT implementation restored after.
+        filepath: the ``.onnx`` file to write.
+        example_input: a tensor or a shape (batch, channels, *spatial); the spatial size is fixed in the
+            exported graph.
+        atol: largest absolute difference accepted between ONNX Runtime and eager outputs.
+        opset_version: ONNX opset; default: the exporter's.
+
+    Raises:
+        ValueError: when ONNX Runtime's output differs from eager PyTorch by more than ``atol``.
+    """
+    import onnx
+
+    network = network.eval()
+    x = _example(network, example_input)
+    with matmul_dft(network), torch.no_grad():
+        convert_to_onnx(
+            network,
+            inputs=[x],
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            filename=filepath,
+            opset_version=opset_version,
+            verify=False,
+        )
+    model = onnx.load(filepath)
+    check = torch.cat([x, x[:1]]) if x.shape[0] > 0 else x
+    with torch.no_grad():
+        expected = network(check)
+    onnx.helper.set_model_props(model, {"monai_srb": json.dumps(_metadata(x, expected))})
+    onnx.save(model, filepath)
+    got = OnnxPredictor(filepath)(check.cpu().numpy())
+    diff = float(np.abs(got - expected.cpu().numpy()).max())
+    if diff > atol:
+        raise ValueError(f"ONNX model {filepath} differs from eager PyTorch by {diff:.3g} > atol={atol}.")
+    return filepath
+
+
+class OnnxPredictor:
+    """
+    Run an exported ONNX model with ONNX Runtime, checking the input against the shape it was exported
+    for (any batch size, fixed channels and spatial size).
+
+    Args:
+        filepath: an ``.onnx`` file written by :func:`export_onnx` (or any model with one input).
+        providers: ONNX Runtime execution providers; default CPU.
+
+    Raises:
+        ValueError: in ``__call__``, when the input's shape is not one the model can take.
+    """
+
+    def __init__(self, filepath: str, providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
+        import onnxruntime
+
+        if not os.path.isfile(filepath):
+            raise ValueError(f"ONNX model file {filepath!r} does not exist.")
+        self.filepath = filepath
+        self.session = onnxruntime.InferenceSession(filepath, providers=list(providers))
+        (inp,) = self.session.get_inputs()
+        self.input_name = inp.name
+        self.input_shape = [d if isinstance(d, int) else None for d in inp.shape]
+
+    def __call__(self, image: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu().numpy()
+        shape = list(image.shape)
+        fits = len(shape) == len(self.input_shape) and all(e is None or e == s for e, s in zip(self.input_shape, shape))
+        if not fits:
+            expected = ["batch" if e is None else e for e in self.input_shape]
+            raise ValueError(f"{self.filepath} was exported for input shape {expected}, got {shape}.")
+        return self.session.run(None, {self.input_name: image.astype(np.float32, copy=False)})[0]

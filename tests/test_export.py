@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from monai_srb.blocks import SpectralResidualBlock
+from monai_srb.export import OnnxPredictor, export_onnx, export_torchscript, matmul_dft, set_fft_impl_
+from monai_srb.nets import SRBDenseNet121, SRBUNet
+from monai_srb.spectral import FourierTransform
+
+SMALL = (4, 4, 8, 8, 16, 4)
+ALL_UP = [f"before_up{n}" for n in (1, 2, 3, 4)]
+
+# (name, network factory, example input shape)
+CASES = [
+    ("unet_4srb_f", lambda: SRBUNet(2, 3, 2, features=SMALL, srb_positions=ALL_UP), (2, 3, 48, 32)),
+    ("unet_srb_a", lambda: SRBUNet(2, 3, 2, features=SMALL, block="srb_aom", spatial_size=(48, 32)), (2, 3, 48, 32)),
+    ("densenet_2srb_f", lambda: SRBDenseNet121(2, 1, 14, spatial_size=64), (2, 1, 64, 64)),
+    ("unet3d_srb_f", lambda: SRBUNet(3, 1, 2, features=SMALL, srb_positions=["before_up4", "after_up2"]), (1, 1, 32, 32, 16)),
+]
+
+
+def _trained_looking(factory):
+    torch.manual_seed(0)
+    net = factory()
+    for m in net.modules():  # move the blocks off the identity so the spectral path is exercised
+        if hasattr(m, "alpha"):
+            m.alpha.data.fill_(0.5)
+    return net.eval()
+
+
+@pytest.mark.parametrize("name,factory,shape", CASES, ids=[c[0] for c in CASES])
+def test_onnx_and_torchscript_match_eager(tmp_path, name, factory, shape):
+    net = _trained_looking(factory)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        expected = net(x)
+    onnx_path = export_onnx(net, str(tmp_path / f"{name}.onnx"), x)
+    got = OnnxPredictor(onnx_path)(torch.cat([x, x[:1]]))
+    assert got.shape[0] == shape[0] + 1  # dynamic batch
+    torch.testing.assert_close(torch.from_numpy(got[: shape[0]]), expected, atol=1e-4, rtol=0)
+    ts_path = export_torchscript(net, str(tmp_path / f"{name}.ts"), x)
+    extra = {"metadata.json": ""}
+    loaded = torch.jit.load(ts_path, _extra_files=extra)
+    torch.testing.assert_close(loaded(x), expected, atol=1e-4, rtol=0)
+    assert json.loads(extra["metadata.json"])["input_shape"] == ["batch"] + list(shape[1:])
+    # the export switched SRB_F to DFT matmuls only while exporting
+    assert all(m.impl == "fft" for m in net.modules() if isinstance(m, FourierTransform))
+
+
+def test_onnx_rejects_a_size_it_cannot_take(tmp_path):
+    net = _trained_looking(lambda: torch.nn.Sequential(SpectralResidualBlock(2, 3)))
+    path = export_onnx(net, str(tmp_path / "m.onnx"), (1, 3, 48, 32))
+    with pytest.raises(ValueError, match=r"exported for input shape \['batch', 3, 48, 32\], got \[1, 3, 64, 64\]"):
+        OnnxPredictor(path)(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="does not exist"):
+        OnnxPredictor(str(tmp_path / "missing.onnx"))
+
+
+def test_matmul_dft_switch_and_restore():
+    net = SRBUNet(2, 1, 2, features=SMALL, srb_positions=ALL_UP)
+    with matmul_dft(net):
+        assert {m.impl for m in net.modules() if isinstance(m, FourierTransform)} == {"matmul"}
+    assert {m.impl for m in net.modules() if isinstance(m, FourierTransform)} == {"fft"}
+    assert set_fft_impl_(net, "matmul") == 4
+    with pytest.raises(ValueError, match="impl"):
+        set_fft_impl_(net, "dft")
