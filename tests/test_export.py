@@ -51,7 +51,7 @@ def test_onnx_and_torchscript_match_eager(tmp_path, name, factory, shape):
 
 
 def test_onnx_rejects_a_size_it_cannot_take(tmp_path):
-    net = _trained_looking(lambda: torch.nn.Sequential(SpectralResidualBlock(2, 3)))
+    net = _trained_looking(lambda: torch.nn.Sequential(SpectralResidualBlock(2, 3, reduction=3)))
     path = export_onnx(net, str(tmp_path / "m.onnx"), (1, 3, 48, 32))
     with pytest.raises(ValueError, match=r"exported for input shape \['batch', 3, 48, 32\], got \[1, 3, 64, 64\]"):
         OnnxPredictor(path)(torch.randn(1, 3, 64, 64))
