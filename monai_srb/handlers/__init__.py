@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from monai_srb.handlers.mlflow_tracking import SRBMLFlowHandler, config_params, default_tracking_uri, flatten_config
+from monai_srb.handlers.mlflow_tracking import (
+    PROCESS_RUN_NAME,
+    SRBMLFlowHandler,
+    config_params,
+    default_tracking_uri,
+    flatten_config,
+)
 from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
 
-__all__ = ["OrthogonalRetractionHandler", "SRBMLFlowHandler", "config_params", "default_tracking_uri", "flatten_config"]
+__all__ = [
+    "PROCESS_RUN_NAME",
+    "OrthogonalRetractionHandler",
+    "SRBMLFlowHandler",
+    "config_params",
+    "default_tracking_uri",
+    "flatten_config",
+]

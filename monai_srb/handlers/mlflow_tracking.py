@@ -11,7 +11,11 @@ import mlflow
 from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
 
-__all__ = ["SRBMLFlowHandler", "config_params", "default_tracking_uri", "flatten_config"]
+__all__ = ["PROCESS_RUN_NAME", "SRBMLFlowHandler", "config_params", "default_tracking_uri", "flatten_config"]
+
+
+# One name per process: the trainer's and validator's handlers meet in one run; another process never joins it.
+PROCESS_RUN_NAME = f"run_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
 
 
 def default_tracking_uri(output_dir: str) -> str:
@@ -76,23 +80,27 @@ class SRBMLFlowHandler(MLFlowHandler):
         kwargs: the arguments of :class:`monai.handlers.MLFlowHandler`.
     """
 
-    def __init__(self, output_dir: str = ".", tracking_uri: str | None = None, **kwargs: Any) -> None:
-        super().__init__(tracking_uri=tracking_uri or default_tracking_uri(output_dir), **kwargs)
+    def __init__(
+        self, output_dir: str = ".", tracking_uri: str | None = None, run_name: str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            tracking_uri=tracking_uri or default_tracking_uri(output_dir), run_name=run_name or PROCESS_RUN_NAME, **kwargs
+        )
 
     def start(self, engine: Engine) -> None:
-        # MONAI joins the latest run that is not FINISHED, which would append a new training to a
-        # FAILED one; join only a RUNNING run (the trainer's, for an evaluator's handler).
+        # MONAI joins the latest run that is not FINISHED: a new training would append to a FAILED run, or
+        # to the RUNNING run a killed process left behind (and MLflow then refuses its changed params).
+        # Join only a RUNNING run of this process's run name: the trainer's, for the validator's handler.
         if not self.cur_run:
             self._set_experiment()
             running = self.client.search_runs(
                 [self.experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
             )
-            running = [r for r in running if self.run_name is None or r.info.run_name == self.run_name]
+            running = [r for r in running if r.info.run_name == self.run_name]
             if running:
                 self.cur_run = self.client.get_run(running[0].info.run_id)
             else:
-                run_name = self.run_name or f"run_{time.strftime('%Y%m%d_%H%M%S')}"
-                self.cur_run = self.client.create_run(self.experiment.experiment_id, run_name=run_name)
+                self.cur_run = self.client.create_run(self.experiment.experiment_id, run_name=self.run_name)
         super().start(engine)
 
     def attach(self, engine: Engine) -> None:

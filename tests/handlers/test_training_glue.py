@@ -8,6 +8,7 @@ from monai.handlers import from_engine
 
 from monai_srb.blocks import SpectralResidualBlock
 from monai_srb.handlers import (
+    PROCESS_RUN_NAME,
     OrthogonalRetractionHandler,
     SRBMLFlowHandler,
     config_params,
@@ -81,6 +82,19 @@ def test_mlflow_marks_crashed_run_failed_and_next_run_is_new(tmp_path):
     client = mlflow.MlflowClient(default_tracking_uri(str(tmp_path)))
     runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+
+
+def test_a_killed_process_run_is_not_joined(tmp_path):
+    client = mlflow.MlflowClient(default_tracking_uri(str(tmp_path)))
+    experiment = client.create_experiment("resume")
+    stale = client.create_run(experiment, run_name="run_of_a_killed_process")  # left RUNNING
+    trainer = _trainer(SpectralResidualBlock(2, 4))
+    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="resume", close_on_complete=True, iteration_log=False).attach(trainer)
+    trainer.run()
+    runs = {r.info.run_id: r for r in client.search_runs([experiment])}
+    assert len(runs) == 2 and runs[stale.info.run_id].info.status == "RUNNING"
+    (new,) = [r for r in runs.values() if r.info.run_id != stale.info.run_id]
+    assert new.info.status == "FINISHED" and new.info.run_name == PROCESS_RUN_NAME
 
 
 def test_flatten_config():
