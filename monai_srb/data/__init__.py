@@ -1,0 +1,15 @@
+"""Data sets and data lists for the monai_srb bundles."""
+
+from __future__ import annotations
+
+from monai_srb.data.decathlon import load_decathlon_data, make_synthetic_decathlon
+from monai_srb.data.skin_lesion import load_skin_lesion_data, load_skin_lesion_images, make_synthetic_skin_lesions
+from monai_srb.data.split import kfold_split, split_datalist
+
+__all__ = ["kfold_split", "split_datalist"]
+__all__ += ["load_decathlon_data", "make_synthetic_decathlon"]
+__all__ += [
+    "load_skin_lesion_data",
+    "load_skin_lesion_images",
+    "make_synthetic_skin_lesions",
+]

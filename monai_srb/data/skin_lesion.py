@@ -1,0 +1,255 @@
+"""
+Dermoscopic skin-lesion segmentation data: checked data lists for the ISIC and PH2 folder layouts, a
+k-fold split, and a synthetic ISIC-format data set in which a pixel's class is decided far from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "load_skin_lesion_data",
+    "load_skin_lesion_images",
+    "make_synthetic_skin_lesions",
+]
+
+# Suffixes read as dermoscopic images (ISIC ships JPEG, PH2 BMP); matched case-insensitively.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+def _image_size(path: Path, what: str) -> tuple[int, int]:
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist.")
+    try:
+        with Image.open(path) as img:
+            # A truncated JPEG has a valid header; only decoding the pixels finds it.
+            img.load()
+            return img.size
+    except Exception as e:  # PIL raises UnidentifiedImageError, OSError, SyntaxError, ... for bad files
+        raise ValueError(f"{what} {path} cannot be read as an image: {e}") from e
+
+
+def _checked_pair(image: Path, mask: Path) -> dict[str, str]:
+    size = _image_size(image, "image")
+    mask_size = _image_size(mask, f"mask of image {image.name}:")
+    if mask_size != size:
+        raise ValueError(
+            f"mask {mask} is {mask_size[0]}x{mask_size[1]} (width x height), expected the size "
+            f"{size[0]}x{size[1]} of its image {image}."
+        )
+    return {"image": str(image), "label": str(mask)}
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _isic_pairs(root: Path) -> list[tuple[Path, Path]]:
+    images_dir, masks_dir = root / "images", root / "masks"
+    if not masks_dir.is_dir():
+        raise ValueError(f"ISIC layout: mask folder {masks_dir} does not exist.")
+    images = _images_in(images_dir)
+    if not images:
+        raise ValueError(f"ISIC layout: image folder {images_dir} holds no {'/'.join(IMAGE_SUFFIXES)} images.")
+    return [(p, masks_dir / f"{p.stem}_segmentation.png") for p in images]
+
+
+def _ph2_pairs(root: Path) -> list[tuple[Path, Path]]:
+    cases = sorted(p for p in root.iterdir() if p.is_dir() and (p / f"{p.name}_Dermoscopic_Image").is_dir())
+    if not cases:
+        raise ValueError(f"PH2 layout: {root} holds no <case>/<case>_Dermoscopic_Image folders.")
+    pairs = []
+    for case in cases:
+        image_dir = case / f"{case.name}_Dermoscopic_Image"
+        image = image_dir / f"{case.name}.bmp"
+        if not image.is_file():
+            found = _images_in(image_dir)
+            if len(found) != 1:
+                raise ValueError(
+                    f"PH2 layout: {image_dir} must hold the image {image.name}, found {[p.name for p in found]}."
+                )
+            image = found[0]
+        pairs.append((image, case / f"{case.name}_lesion" / f"{case.name}_lesion.bmp"))
+    return pairs
+
+
+def load_skin_lesion_data(dataset_dir: str | os.PathLike, layout: str = "auto") -> list[dict[str, str]]:
+    """
+    List the image / lesion-mask pairs of a dermoscopy data set and check every pair, so that bad data
+    stops a run while its data list is built, not in the middle of training.
+
+    Layouts:
+
+    - ``"isic"`` (ISIC 2017/2018 challenge): ``images/<id>.jpg`` (also ``.jpeg``, ``.png``, ``.bmp``) and
+      ``masks/<id>_segmentation.png``.
+    - ``"ph2"``: ``<case>/<case>_Dermoscopic_Image/<case>.bmp`` and ``<case>/<case>_lesion/<case>_lesion.bmp``.
+    - ``"auto"``: ``"isic"`` when ``dataset_dir/images`` exists, else ``"ph2"``.
+
+    Checks: the folder exists and holds at least one image; every image has its mask; image and mask
+    decode completely (a truncated file fails) and have the same width and height.
+
+    Args:
+        dataset_dir: the data set folder.
+        layout: ``"auto"``, ``"isic"`` or ``"ph2"``.
+
+    Returns:
+        ``[{"image": path, "label": path}, ...]`` with absolute paths, sorted by image name.
+
+    Raises:
+        ValueError: naming the folder or file at fault for each failed check, or an unknown ``layout``.
+    """
+    if layout not in ("auto", "isic", "ph2"):
+        raise ValueError(f"layout must be 'auto', 'isic' or 'ph2', got {layout!r}.")
+    root = Path(dataset_dir).resolve()
+    if not root.is_dir():
+        raise ValueError(f"dataset_dir {root} is not a folder.")
+    if layout == "auto":
+        layout = "isic" if (root / "images").is_dir() else "ph2"
+    pairs = _isic_pairs(root) if layout == "isic" else _ph2_pairs(root)
+    return [_checked_pair(image, mask) for image, mask in pairs]
+
+
+def load_skin_lesion_images(folder: str | os.PathLike) -> list[dict[str, str]]:
+    """
+    List and check the images (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``) directly inside ``folder``, for
+    inference on unlabelled images.
+
+    Args:
+        folder: the image folder.
+
+    Returns:
+        ``[{"image": path}, ...]`` with absolute paths, sorted by name.
+
+    Raises:
+        ValueError: when ``folder`` is not a folder, holds no image, or an image does not decode.
+    """
+    root = Path(folder).resolve()
+    if not root.is_dir():
+        raise ValueError(f"image folder {root} is not a folder.")
+    images = _images_in(root)
+    if not images:
+        raise ValueError(f"image folder {root} holds no {'/'.join(IMAGE_SUFFIXES)} images.")
+    for image in images:
+        _image_size(image, "image")
+    return [{"image": str(image)} for image in images]
+
+
+def _border_distance(
+    rng: np.random.Generator, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    # A random border r(theta) = radius + sum_k a_k cos(k theta + phi_k), k = 2..5, a_k up to 7% of the
+    # radius: irregular like a naevus's, and still crossed once by every ray from the centre, so the
+    # radial distance to it is negative exactly inside.
+    k = np.arange(2, 6)[:, None, None]
+    amplitudes, phases = radius * rng.uniform(0.0, 0.07, (4, 1, 1)), rng.uniform(0, 2 * np.pi, (4, 1, 1))
+    theta = np.arctan2(yy - cy, xx - cx)
+    border = radius + (amplitudes * np.cos(k * theta[None] + phases)).sum(0)
+    return np.hypot(xx - cx, yy - cy) - border, theta
+
+
+def _synthetic_case(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    side = float(min(height, width))
+
+    # Skin: a tone, a light gradient and vignette, and soft pigmented blotches of the lesions' own hue,
+    # as dark as a faint lesion's inside, so that neither the brightness nor the colour of a
+    # neighbourhood tells lesion from skin.
+    skin = rng.uniform([0.78, 0.55, 0.45], [0.92, 0.70, 0.60]).astype(np.float32)
+    gx, gy = rng.uniform(-0.06, 0.06, 2)
+    r2 = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2) / (side / 2) ** 2
+    shade = 1.0 + gx * (xx / width - 0.5) + gy * (yy / height - 0.5) - 0.08 * r2
+    blotches = np.zeros((height, width), np.float32)
+    for _ in range(int(rng.integers(4, 9))):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        sigma = rng.uniform(0.06, 0.14) * side
+        blotches += rng.uniform(-0.05, 0.1) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma**2))
+
+    rim_width = max(1.5, 0.03 * side)
+    if rng.random() < 0.65:
+        # A large faint lesion: its inside is a few percent darker than skin, within the blotches' range;
+        # only its dark border, up to a third of the short side away, marks an inside pixel as lesion.
+        radius = rng.uniform(0.22, 0.34) * side
+        inside_dark, rim_dark = rng.uniform(0.05, 0.1), rng.uniform(0.25, 0.4)
+    else:
+        # A small compact lesion, dark throughout: the easy, local case.
+        radius = rng.uniform(0.06, 0.12) * side
+        inside_dark, rim_dark = rng.uniform(0.35, 0.5), rng.uniform(0.4, 0.55)
+    margin = radius * 1.2 + 2
+    cx, cy = rng.uniform(margin, max(margin + 1, width - margin)), rng.uniform(margin, max(margin + 1, height - margin))
+    dist, _ = _border_distance(rng, xx, yy, cx, cy, radius)
+    label = dist <= 0
+    pigment = np.where(label, inside_dark, 0.0) + np.where(label & (dist > -rim_width), rim_dark - inside_dark, 0.0)
+
+    if rng.random() < 0.6:
+        # A decoy: an open arc drawn like a lesion border. Locally it is a border; only the whole
+        # (it encloses nothing) shows that its side is skin.
+        radius = rng.uniform(0.15, 0.3) * side
+        dist, theta = _border_distance(rng, xx, yy, rng.uniform(0, width), rng.uniform(0, height), radius)
+        start, span = rng.uniform(0, 2 * np.pi), rng.uniform(0.4, 0.7) * 2 * np.pi
+        on_arc = (np.mod(theta - start, 2 * np.pi) < span) & (np.abs(dist) < rim_width / 2) & ~label
+        pigment = np.where(on_arc, rim_dark, pigment)
+
+    # Pigment darkens towards brown (red falls least), as melanin does.
+    brown = np.array([0.55, 0.85, 1.0], np.float32)
+    image = skin * shade[..., None] * (1.0 - np.clip(pigment + blotches, -0.1, 1.0)[..., None] * brown)
+    image += rng.normal(0.0, 0.025, image.shape)
+    image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return image, (label * 255).astype(np.uint8)
+
+
+def _save_atomic(img: Image.Image, path: Path, **kwargs: Any) -> None:
+    # Write then rename, so concurrent writers (DDP ranks) of the same deterministic file never expose a
+    # half-written image to a reader.
+    tmp = path.with_name(f".{os.getpid()}.{path.name}")
+    img.save(tmp, format=kwargs.pop("format"), **kwargs)
+    os.replace(tmp, path)
+
+
+def make_synthetic_skin_lesions(
+    root: str | os.PathLike, num_samples: int = 48, image_size: Sequence[int] | int = (96, 128), seed: int = 0
+) -> str:
+    """
+    Write a synthetic dermoscopy data set in the ISIC layout (``images/synthetic_NNNN.jpg``, RGB JPEG;
+    ``masks/synthetic_NNNN_segmentation.png``, 0/255 PNG), readable by :func:`load_skin_lesion_data`.
+
+    Each image shows skin with uneven illumination and soft pigmented blotches, one lesion and, in 60% of the
+    images, a decoy. In about two thirds of the images the lesion is large (radius 0.22-0.34 of the
+    short side) with an inside only 5-10% darker than skin, within the range of the blotches, and a dark
+    irregular border: an inside pixel is lesion because a border surrounds it, far away. The decoy is an
+    open arc drawn like such a border, which encloses nothing. The other images hold a small dark lesion
+    that a local filter finds.
+
+    Image ``i`` depends only on ``(seed, i)``: a data set with more images starts with the same ones,
+    and writing the same data set again (as every run, or every DDP rank, does) gives the same files.
+
+    Args:
+        root: output folder (created).
+        num_samples: number of image / mask pairs.
+        image_size: ``(height, width)`` of the images, or one int for square images; at least 16.
+        seed: seed of the data set.
+
+    Returns:
+        ``root`` as a str, for use as a bundle's ``dataset_dir``.
+
+    Raises:
+        ValueError: when ``num_samples`` < 1 or a side of ``image_size`` is below 16.
+    """
+    height, width = (image_size, image_size) if isinstance(image_size, int) else (int(s) for s in image_size)
+    if num_samples < 1 or min(height, width) < 16:
+        raise ValueError(f"need num_samples >= 1 and image sides >= 16, got {num_samples} and {image_size}.")
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    for i in range(num_samples):
+        image, mask = _synthetic_case(np.random.default_rng([seed, i]), height, width)
+        name = f"synthetic_{i:04d}"
+        _save_atomic(Image.fromarray(image, "RGB"), root / "images" / f"{name}.jpg", format="JPEG", quality=95)
+        _save_atomic(Image.fromarray(mask, "L"), root / "masks" / f"{name}_segmentation.png", format="PNG")
+    return str(root)

@@ -1,0 +1,79 @@
+"""Deterministic train/validation splits of data lists: by fraction, and k-fold cross-validation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["kfold_split", "split_datalist"]
+
+
+def _split(datalist: Sequence[dict[str, Any]], val_indices: np.ndarray) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    val_idx = set(val_indices.tolist())
+    train = [d for i, d in enumerate(datalist) if i not in val_idx]
+    val = [d for i, d in enumerate(datalist) if i in val_idx]
+    return train, val
+
+
+def split_datalist(
+    datalist: Sequence[dict[str, Any]], val_fraction: float = 0.25, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """
+    Split a data list into training and validation parts, the same way for the same ``seed``.
+
+    Args:
+        datalist: the items to split.
+        val_fraction: share of the items for validation, in (0, 1); rounded, at least one item each side.
+        seed: seed of the shuffle.
+
+    Returns:
+        ``(train, val)``, each in the order of ``datalist``.
+
+    Raises:
+        ValueError: when ``val_fraction`` is outside (0, 1) or ``datalist`` has fewer than 2 items.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    if len(datalist) < 2:
+        raise ValueError(
+            f"need at least 2 labelled volumes to split into training and validation, got {len(datalist)}."
+        )
+    num_val = min(max(1, round(len(datalist) * val_fraction)), len(datalist) - 1)
+    # monai.data.partition_dataset can leave the validation side empty for small lists, hence our own rounding.
+    return _split(datalist, np.random.default_rng(seed).permutation(len(datalist))[:num_val])
+
+
+def kfold_split(
+    datalist: Sequence[dict[str, Any]], fold: int, num_folds: int = 5, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """
+    Fold ``fold`` of a ``num_folds``-fold cross-validation: the items are shuffled with ``seed`` and cut
+    into ``num_folds`` parts of sizes differing by at most one; part ``fold`` is the validation set and
+    the others the training set. Over ``fold = 0 .. num_folds - 1`` every item is validated exactly once.
+    For a single split by fraction see :func:`split_datalist`, which shuffles the same way.
+
+    Args:
+        datalist: the items to split.
+        fold: the validation part, in ``[0, num_folds)``.
+        num_folds: number of parts, at least 2.
+        seed: seed of the shuffle.
+
+    Returns:
+        ``(train, val)``, each in the order of ``datalist``.
+
+    Raises:
+        ValueError: when ``num_folds`` < 2, ``fold`` is outside ``[0, num_folds)`` or ``datalist`` has
+            fewer than ``num_folds`` items.
+    """
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be at least 2, got {num_folds}.")
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+    if len(datalist) < num_folds:
+        raise ValueError(
+            f"need at least num_folds={num_folds} items for a {num_folds}-fold split, got {len(datalist)}."
+        )
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(datalist)), num_folds)
+    return _split(datalist, parts[fold])

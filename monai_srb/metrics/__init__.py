@@ -1,0 +1,12 @@
+"""Metrics (and their Ignite handlers) the paper reports that MONAI lacks."""
+
+from __future__ import annotations
+
+from monai_srb.metrics.segmentation import (
+    SEGMENTATION_METRICS,
+    SegmentationConfusionHandler,
+    SegmentationConfusionMetric,
+    segmentation_scores,
+)
+
+__all__ = ["SEGMENTATION_METRICS", "SegmentationConfusionHandler", "SegmentationConfusionMetric", "segmentation_scores"]

@@ -1,0 +1,356 @@
+from __future__ import annotations
+
+import csv
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Events
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_net_in_out
+from PIL import Image
+
+from monai_srb.data import kfold_split, make_synthetic_skin_lesions, split_datalist
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "bundles" / "srb_skin_lesion_segmentation"
+ISIC_SAMPLE = REPO / ".." / "shared" / "data" / "isic2017_sample"
+EXPERIMENT = "srb_skin_lesion_segmentation"
+VAL_METRICS = ("val_mean_iou", "val_mean_acc", "val_overall_acc", "val_fw_iou", "val_dice")
+# Tiny embedded run: 8 synthetic 24 x 32 images resized to 32 x 32, 6 for training, 2 for validation.
+TINY: dict[str, Any] = {"image_size": 32, "synthetic_samples": 8, "batch_size": 2}
+# Subprocesses share two cores with other work: one thread each avoids oversubscription stalls.
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def _configs(*names: str) -> list[str]:
+    return [str(BUNDLE / "configs" / f"{name}.json") for name in names]
+
+
+def _cli_configs(*names: str) -> str:
+    return "[" + ",".join(f"'{c}'" for c in _configs(*names)) + "]"
+
+
+def _workflow(*names: str, workflow_type: str | None = "train", **override: Any) -> ConfigWorkflow:
+    workflow = ConfigWorkflow(
+        config_file=_configs(*names),
+        logging_file=False,
+        workflow_type=workflow_type,
+        bundle_root=str(BUNDLE),
+        **override,
+    )
+    workflow.initialize()
+    return workflow
+
+
+def _run(*names: str, workflow_type: str | None = "train", **override: Any) -> ConfigWorkflow:
+    workflow = _workflow(*names, workflow_type=workflow_type, **override)
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+def _metrics(workflow: ConfigWorkflow) -> dict[str, float]:
+    return {k: float(v) for k, v in workflow.parser.get_parsed_content("validate#evaluator").state.metrics.items()}
+
+
+def _mlflow_runs(tracking_uri: str) -> tuple[mlflow.MlflowClient, list[Any]]:
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    return client, client.search_runs([experiment.experiment_id])
+
+
+def _history(client: mlflow.MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    out = tmp_path_factory.mktemp("skin_train")
+    workflow = _run("train", output_dir=str(out), epochs=2, **TINY)
+    return SimpleNamespace(out=out, metrics=_metrics(workflow), missing=workflow.check_properties())
+
+
+def test_train_writes_checkpoints_and_mlflow(trained):
+    assert not trained.missing  # every required MONAI bundle training property is defined
+    models = trained.out / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt"]
+    state = torch.load(models / "checkpoint_epoch=2.pt", weights_only=True)
+    assert set(state) == {"network", "optimizer", "trainer"}
+    assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"] == 2 * 3
+    weights = torch.load(models / "model.pt", weights_only=True)
+    assert weights.keys() == state["network"].keys()
+    assert sum("srb_before_up" in k and k.endswith("alpha") for k in weights) == 4  # SRB_F before up1..up4
+
+    client, (run,) = _mlflow_runs(f"sqlite:///{trained.out}/mlflow.db")
+    assert run.info.status == "FINISHED"
+    assert set(VAL_METRICS) | {"train_loss"} <= set(run.data.metrics)
+    assert [s for s, _ in _history(client, run.info.run_id, "val_mean_iou")] == [1, 2]
+    assert len(_history(client, run.info.run_id, "train_loss")) == 2 * 3  # per iteration
+    assert run.data.params["epochs"] == "2" and run.data.params["image_size"] == "32"
+    assert run.data.params["loss._target_"] == "DiceCELoss" and run.data.params["loss.lambda_dice"] == "0.0"
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"train.json", "model.pt"}
+    for name in VAL_METRICS:
+        assert 0.0 <= trained.metrics[name] <= 1.0
+
+
+def test_same_seed_gives_identical_metrics(trained, tmp_path):
+    again = _run("train", output_dir=str(tmp_path), epochs=2, **TINY)
+    assert _metrics(again) == trained.metrics
+    histories = []
+    for out in (trained.out, tmp_path):
+        client, (run,) = _mlflow_runs(f"sqlite:///{out}/mlflow.db")
+        histories.append({k: _history(client, run.info.run_id, k) for k in (*VAL_METRICS, "train_loss")})
+    assert histories[0] == histories[1]
+
+
+def test_evaluate_recomputes_the_best_validation_metrics(trained):
+    _run("train", "evaluate", workflow_type=None, output_dir=str(trained.out), **TINY)
+    with open(trained.out / "eval" / "metrics.csv") as f:
+        evaluated = {name: float(value) for name, value in csv.reader(f)}
+    client, (run,) = _mlflow_runs(f"sqlite:///{trained.out}/mlflow.db")
+    iou = _history(client, run.info.run_id, "val_mean_iou")
+    best_epoch = max(iou, key=lambda sv: sv[1])[0]
+    for name in VAL_METRICS:
+        logged = dict(_history(client, run.info.run_id, name))[best_epoch]
+        assert evaluated[name] == pytest.approx(logged, abs=1e-6), name
+    with open(trained.out / "eval" / "val_dice_raw.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2  # per validation image
+
+
+@pytest.mark.parametrize("own_folder", [False, True])
+def test_inference_writes_png_masks(trained, tmp_path, own_folder):
+    override: dict[str, Any] = {"output_dir": str(trained.out), "prediction_dir": str(tmp_path / "pred"), **TINY}
+    if own_folder:
+        (tmp_path / "in").mkdir()
+        for i in (3, 5, 6):
+            image = Image.open(trained.out / "synthetic_data" / "images" / f"synthetic_{i:04d}.jpg")
+            image.resize((50, 40)).save(tmp_path / "in" / f"case{i}.png")
+        override["input_dir"] = str(tmp_path / "in")
+    workflow = _run("train", "inference", workflow_type="infer", **override)
+    assert not workflow.check_properties()
+    inputs = [Path(d["image"]) for d in workflow.parser.get_parsed_content("inference_datalist")]
+    assert len(inputs) == (3 if own_folder else 2)
+    for image in inputs:
+        mask = Image.open(tmp_path / "pred" / f"{image.stem}_segmentation.png")
+        assert mask.mode == "L" and mask.size == Image.open(image).size
+        assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 255}
+
+
+def test_export_matches_eager_network(trained, tmp_path):
+    args = {
+        "meta_file": str(BUNDLE / "configs" / "metadata.json"),
+        "config_file": _configs("train"),
+        "bundle_root": str(BUNDLE),
+    }
+    verify_net_in_out(net_id="network_def", **args)
+    ckpt_export(
+        net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(trained.out / "models" / "model.pt"),
+        image_size=TINY["image_size"], **args,
+    )
+    scripted = torch.jit.load(str(tmp_path / "model.ts"))
+    parser = ConfigParser()
+    parser.read_config(_configs("train"))
+    parser.update({"bundle_root": str(BUNDLE), "image_size": TINY["image_size"]})
+    eager = parser.get_parsed_content("network_def")
+    eager.load_state_dict(torch.load(trained.out / "models" / "model.pt", weights_only=True))
+    eager.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), eager(x))
+
+
+@pytest.mark.parametrize("fold", [None, 1])
+def test_split_ids(tmp_path, fold):
+    parser = ConfigParser()
+    parser.read_config(_configs("train"))
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path), "fold": fold, "num_folds": 4, **TINY})
+    datalist = parser.get_parsed_content("datalist")
+    expected = split_datalist(datalist, 0.2, seed=0) if fold is None else kfold_split(datalist, fold, 4, seed=0)
+    assert tuple(parser.get_parsed_content("split")) == expected
+
+
+def _unreadable(root: Path) -> str:
+    (root / "images" / "synthetic_0003.jpg").write_bytes(b"not a jpeg")
+    return r"synthetic_0003\.jpg cannot be read as an image"
+
+
+def _missing_mask(root: Path) -> str:
+    (root / "masks" / "synthetic_0002_segmentation.png").unlink()
+    return r"synthetic_0002_segmentation\.png does not exist"
+
+
+def _other_size(root: Path) -> str:
+    Image.new("L", (20, 20)).save(root / "masks" / "synthetic_0001_segmentation.png")
+    return r"synthetic_0001_segmentation\.png is 20x20"
+
+
+def _empty(root: Path) -> str:
+    for p in (root / "images").iterdir():
+        p.unlink()
+    return r"images holds no"
+
+
+@pytest.mark.parametrize("corrupt", [_unreadable, _missing_mask, _other_size, _empty])
+def test_bad_data_stops_the_run_before_training(tmp_path, corrupt):
+    root = Path(make_synthetic_skin_lesions(tmp_path / "data", num_samples=4, image_size=(24, 32)))
+    message = corrupt(root)
+    with pytest.raises(RuntimeError) as excinfo:
+        _run("train", output_dir=str(tmp_path / "out"), dataset_dir=str(root), epochs=1, **TINY)
+    assert isinstance(excinfo.value.__cause__, ValueError)
+    assert re.search(message, str(excinfo.value.__cause__))
+    assert not (tmp_path / "out" / "models").exists()
+
+
+def test_real_isic_sample_one_short_epoch(tmp_path):
+    if not ISIC_SAMPLE.is_dir():
+        pytest.skip(f"real ISIC 2017 sample not found at {ISIC_SAMPLE}")
+    workflow = _run(
+        "train", output_dir=str(tmp_path), dataset_dir=str(ISIC_SAMPLE), image_size=64, batch_size=4, epochs=1,
+        **{"train#trainer#epoch_length": 3},
+    )
+    train, val = workflow.parser.get_parsed_content("split")
+    assert len(train) + len(val) == len(list((ISIC_SAMPLE / "images").glob("*.jpg"))) and len(val) >= 10
+    metrics = _metrics(workflow)
+    assert all(0.0 <= metrics[name] <= 1.0 for name in VAL_METRICS)
+    assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_multi_gpu_ddp_on_cpu(tmp_path):
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+        "-m", "monai.bundle", "run", "--config_file", _cli_configs("train", "multi_gpu_train"),
+        "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path), "--epochs", "2",
+        *[arg for k, v in TINY.items() for arg in (f"--{k}", str(v))],
+    ]
+    result = subprocess.run(cmd, cwd=REPO, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    models = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert models == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt"]
+    state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    assert not any(k.startswith("module.") for k in state["network"])  # saved unwrapped from DDP
+    client, (run,) = _mlflow_runs(f"sqlite:///{tmp_path}/mlflow.db")  # one run: only rank 0 logs
+    assert run.info.status == "FINISHED" and set(VAL_METRICS) <= set(run.data.metrics)
+    assert [s for s, _ in _history(client, run.info.run_id, "val_mean_iou")] == [1, 2]
+    assert "multi_gpu_train.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    log = open(tmp_path / "server.log", "w")
+    cmd = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{tmp_path}/srv.db", "--artifacts-destination", str(tmp_path / "art"),
+    ]
+    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=SUBPROCESS_ENV, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"mlflow server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not answer: {(tmp_path / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield uri
+    finally:
+        # The server forks its workers into the new session; stop the whole group it leads.
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def test_mlflow_http_server(tmp_path, mlflow_server):
+    _run("train", output_dir=str(tmp_path / "out"), tracking_uri=mlflow_server, epochs=1, **TINY)
+    assert not (tmp_path / "out" / "mlflow.db").exists()
+    client, (run,) = _mlflow_runs(mlflow_server)
+    assert run.info.status == "FINISHED"
+    assert set(VAL_METRICS) | {"train_loss"} <= set(run.data.metrics)
+    assert run.data.params["tracking_uri"] == mlflow_server
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"train.json", "model.pt"}
+
+
+def test_interrupted_run_resumes_at_the_next_epoch(tmp_path):
+    cmd = [
+        sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "configs" / "train.json"),
+        "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path), "--epochs", "50", "--keep_checkpoints", "None",
+        *[arg for k, v in TINY.items() for arg in (f"--{k}", str(v))],
+    ]
+    first = subprocess.Popen(
+        cmd, cwd=REPO, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in first.stdout], daemon=True).start()
+    output, deadline = [], time.monotonic() + 240
+    try:
+        # The checkpoint file appears before it is fully written: wait for the saver's log line.
+        while not any("Saved checkpoint at epoch: 1" in line for line in output):
+            assert first.poll() is None, "".join(output)[-3000:]
+            assert time.monotonic() < deadline, "".join(output)[-3000:]
+            try:
+                output.append(lines.get(timeout=1))
+            except queue.Empty:
+                pass
+    finally:
+        first.kill()
+        first.wait()
+    checkpoint = tmp_path / "models" / "checkpoint_epoch=1.pt"
+    trainer_state = torch.load(checkpoint, weights_only=True)["trainer"]
+    assert trainer_state["iteration"] == trainer_state["epoch_length"] == 3
+
+    workflow = _workflow("train", output_dir=str(tmp_path), epochs=3, resume_from=str(checkpoint), **TINY)
+    epochs: list[int] = []
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs.append(engine.state.epoch))
+    workflow.run()
+    workflow.finalize()
+    assert epochs == [2, 3] and trainer.state.epoch == 3
+    assert torch.load(tmp_path / "models" / "checkpoint_epoch=3.pt", weights_only=True)["trainer"]["iteration"] == 3 * 3
+    # The killed run stays RUNNING with its epoch; the resumed training is a run of its own (MLflow params
+    # cannot change, and epochs / resume_from do), which names the checkpoint it started from.
+    client, runs = _mlflow_runs(f"sqlite:///{tmp_path}/mlflow.db")
+    killed, resumed = sorted(runs, key=lambda r: r.info.start_time)
+    assert killed.info.status == "RUNNING" and resumed.info.status == "FINISHED"
+    assert [s for s, _ in _history(client, killed.info.run_id, "val_mean_iou")] == [1]
+    assert [s for s, _ in _history(client, resumed.info.run_id, "val_mean_iou")] == [2, 3]
+    assert resumed.data.params["resume_from"] == str(checkpoint)

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from monai_srb.data import (
+    kfold_split,
+    load_skin_lesion_data,
+    load_skin_lesion_images,
+    make_synthetic_skin_lesions,
+)
+
+
+def _rgb(path: Path, size: tuple[int, int] = (40, 30), fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[1], size[0], 3), 128, np.uint8), "RGB").save(path, format=fmt)
+    return path
+
+
+def _mask(path: Path, size: tuple[int, int] = (40, 30), fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    mask[5:15, 10:20] = 255
+    Image.fromarray(mask, "L").save(path, format=fmt)
+    return path
+
+
+def _isic(root: Path, ids: tuple[str, ...] = ("ISIC_0000001", "ISIC_0000000")) -> Path:
+    for i in ids:
+        _rgb(root / "images" / f"{i}.jpg")
+        _mask(root / "masks" / f"{i}_segmentation.png")
+    return root
+
+
+def _ph2(root: Path, cases: tuple[str, ...] = ("IMD003", "IMD002")) -> Path:
+    for c in cases:
+        _rgb(root / c / f"{c}_Dermoscopic_Image" / f"{c}.bmp")
+        _mask(root / c / f"{c}_lesion" / f"{c}_lesion.bmp")
+    return root
+
+
+def test_isic_layout(tmp_path):
+    root = _isic(tmp_path)
+    (root / "images" / "notes.txt").write_text("not an image")
+    datalist = load_skin_lesion_data(root)
+    assert [Path(d["image"]).name for d in datalist] == ["ISIC_0000000.jpg", "ISIC_0000001.jpg"]
+    masks = [Path(d["label"]).name for d in datalist]
+    assert masks == ["ISIC_0000000_segmentation.png", "ISIC_0000001_segmentation.png"]
+    assert all(Path(d["image"]).is_absolute() for d in datalist)
+    assert load_skin_lesion_data(root, layout="isic") == datalist
+
+
+def test_ph2_layout(tmp_path):
+    root = _ph2(tmp_path)
+    datalist = load_skin_lesion_data(root)
+    assert datalist == [
+        {
+            "image": str(root / c / f"{c}_Dermoscopic_Image" / f"{c}.bmp"),
+            "label": str(root / c / f"{c}_lesion" / f"{c}_lesion.bmp"),
+        }
+        for c in ("IMD002", "IMD003")
+    ]
+    assert load_skin_lesion_data(root, layout="ph2") == datalist
+
+
+def _unreadable(root: Path) -> None:
+    (root / "images" / "ISIC_0000001.jpg").write_bytes(b"this is not a jpeg")
+
+
+def _truncated(root: Path) -> None:
+    path = root / "images" / "ISIC_0000001.jpg"
+    _rgb(path, (200, 150))
+    path.write_bytes(path.read_bytes()[:400])
+
+
+def _missing_mask(root: Path) -> None:
+    (root / "masks" / "ISIC_0000001_segmentation.png").unlink()
+
+
+def _other_size(root: Path) -> None:
+    _mask(root / "masks" / "ISIC_0000001_segmentation.png", (30, 40))
+
+
+def _empty_images(root: Path) -> None:
+    for p in (root / "images").iterdir():
+        p.unlink()
+
+
+def _no_masks_folder(root: Path) -> None:
+    for p in (root / "masks").iterdir():
+        p.unlink()
+    (root / "masks").rmdir()
+
+
+def _ph2_missing_lesion(root: Path) -> None:
+    for p in (root / "images").iterdir():
+        p.unlink()
+    (root / "images").rmdir()
+    _ph2(root)
+    (root / "IMD003" / "IMD003_lesion" / "IMD003_lesion.bmp").unlink()
+
+
+def _ph2_other_size(root: Path) -> None:
+    _ph2_missing_lesion(root)
+    _mask(root / "IMD003" / "IMD003_lesion" / "IMD003_lesion.bmp", (41, 30), fmt="BMP")
+
+
+BAD_DATA = [
+    ("unreadable image", _unreadable, r"ISIC_0000001\.jpg cannot be read as an image"),
+    ("truncated image", _truncated, r"ISIC_0000001\.jpg cannot be read as an image"),
+    ("missing mask", _missing_mask, r"ISIC_0000001_segmentation\.png does not exist"),
+    (
+        "mask of another size",
+        _other_size,
+        r"ISIC_0000001_segmentation\.png is 30x40 .* 40x30 of its image .*ISIC_0000001\.jpg",
+    ),
+    ("empty image folder", _empty_images, r"image folder .*images holds no"),
+    ("no mask folder", _no_masks_folder, r"mask folder .*masks does not exist"),
+    ("PH2 missing lesion mask", _ph2_missing_lesion, r"IMD003_lesion\.bmp does not exist"),
+    ("PH2 mask of another size", _ph2_other_size, r"IMD003_lesion\.bmp is 41x30"),
+]
+
+
+@pytest.mark.parametrize("name,corrupt,message", BAD_DATA, ids=[b[0] for b in BAD_DATA])
+def test_bad_data_names_the_file(tmp_path, name, corrupt, message):
+    root = _isic(tmp_path / "data")
+    corrupt(root)
+    with pytest.raises(ValueError, match=message):
+        load_skin_lesion_data(root)
+
+
+@pytest.mark.parametrize(
+    "make,layout,message",
+    [
+        (lambda p: p / "missing", "auto", r"missing is not a folder"),
+        (lambda p: p, "auto", r"holds no <case>/<case>_Dermoscopic_Image folders"),
+        (lambda p: _isic(p), "dicom", r"layout must be"),
+    ],
+)
+def test_bad_folder(tmp_path, make, layout, message):
+    with pytest.raises(ValueError, match=message):
+        load_skin_lesion_data(make(tmp_path), layout=layout)
+
+
+def test_image_folder_for_inference(tmp_path):
+    root = _isic(tmp_path)
+    images = load_skin_lesion_images(root / "images")
+    assert [Path(d["image"]).name for d in images] == ["ISIC_0000000.jpg", "ISIC_0000001.jpg"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no"):
+        load_skin_lesion_images(tmp_path / "empty")
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_skin_lesion_images(tmp_path / "missing")
+    _unreadable(root)
+    with pytest.raises(ValueError, match=r"ISIC_0000001\.jpg cannot be read"):
+        load_skin_lesion_images(root / "images")
+
+
+@pytest.mark.parametrize("n,num_folds", [(10, 5), (11, 5), (5, 5), (7, 2)])
+def test_kfold_split_partitions_the_data(n, num_folds):
+    data = [{"image": str(i)} for i in range(n)]
+    seen: list[str] = []
+    for fold in range(num_folds):
+        train, val = kfold_split(data, fold, num_folds, seed=3)
+        assert sorted(d["image"] for d in train + val) == sorted(d["image"] for d in data)
+        assert n // num_folds <= len(val) <= -(-n // num_folds)
+        assert train == [d for d in data if d not in val]  # order of the data list kept
+        assert (train, val) == kfold_split(data, fold, num_folds, seed=3)
+        seen += [d["image"] for d in val]
+    assert sorted(seen) == sorted(d["image"] for d in data)
+    assert kfold_split(data, 0, num_folds, seed=3) != kfold_split(data, 0, num_folds, seed=4)
+
+
+@pytest.mark.parametrize(
+    "n,fold,num_folds,message",
+    [(10, 0, 1, "num_folds"), (10, 5, 5, "fold must be"), (10, -1, 5, "fold must be"), (3, 0, 5, "at least num_folds")],
+)
+def test_kfold_split_rejects_bad_arguments(n, fold, num_folds, message):
+    with pytest.raises(ValueError, match=message):
+        kfold_split([{"image": str(i)} for i in range(n)], fold, num_folds)
+
+
+def test_synthetic_data_set(tmp_path):
+    root = make_synthetic_skin_lesions(tmp_path / "a", num_samples=12, image_size=(48, 64), seed=5)
+    datalist = load_skin_lesion_data(root)
+    assert len(datalist) == 12
+    large = 0
+    for item in datalist:
+        image, mask = Image.open(item["image"]), np.array(Image.open(item["label"]))
+        assert image.mode == "RGB" and image.size == (64, 48) and mask.shape == (48, 64)
+        assert set(np.unique(mask).tolist()) <= {0, 255} and mask.any()
+        large += (mask > 0).mean() > 0.1
+    # Most lesions are the large faint ones whose inside is told from skin only by a distant border.
+    assert large >= 12 // 3
+
+    # Image i depends only on (seed, i): rewriting, or writing more images, gives the same files.
+    again = make_synthetic_skin_lesions(tmp_path / "b", num_samples=14, image_size=(48, 64), seed=5)
+    for name in ("images/synthetic_0000.jpg", "masks/synthetic_0011_segmentation.png"):
+        assert (Path(root) / name).read_bytes() == (Path(again) / name).read_bytes()
+    other = make_synthetic_skin_lesions(tmp_path / "c", num_samples=1, image_size=(48, 64), seed=6)
+    first = "images/synthetic_0000.jpg"
+    assert (Path(root) / first).read_bytes() != (Path(other) / first).read_bytes()
+    assert Image.open(Path(make_synthetic_skin_lesions(tmp_path / "d", 1, 32)) / first).size == (32, 32)
+
+
+@pytest.mark.parametrize("num_samples,image_size", [(0, 32), (2, 8), (2, (32, 12))])
+def test_synthetic_data_set_rejects_bad_arguments(tmp_path, num_samples, image_size):
+    with pytest.raises(ValueError, match="num_samples"):
+        make_synthetic_skin_lesions(tmp_path, num_samples=num_samples, image_size=image_size)
