@@ -25,7 +25,15 @@ from torch import nn
 
 from monai_srb.spectral.fourier import FourierTransform
 
-__all__ = ["OnnxPredictor", "export_onnx", "export_torchscript", "matmul_dft", "set_fft_impl_"]
+__all__ = [
+    "OnnxPredictor",
+    "bundle_input_shape",
+    "export_onnx",
+    "export_torchscript",
+    "load_network_weights",
+    "matmul_dft",
+    "set_fft_impl_",
+]
 
 INPUT_NAME, OUTPUT_NAME = "image", "pred"
 
@@ -186,3 +194,73 @@ class OnnxPredictor:
             expected = ["batch" if e is None else e for e in self.input_shape]
             raise ValueError(f"{self.filepath} was exported for input shape {expected}, got {shape}.")
         return self.session.run(None, {self.input_name: image.astype(np.float32, copy=False)})[0]
+
+
+def load_network_weights(network: nn.Module, ckpt_file: str) -> nn.Module:
+    """
+    Load a bundle checkpoint into ``network`` with ``torch.load(weights_only=True)``: either a bare state
+    dict (the best-metric ``model.pt``) or a full checkpoint whose ``"network"``/``"model"`` entry holds it.
+
+    Raises:
+        ValueError: when the file is missing or holds no state dict for the network.
+    """
+    if not os.path.isfile(ckpt_file):
+        raise ValueError(f"checkpoint file {ckpt_file!r} does not exist.")
+    state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+    for key in ("network", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"checkpoint file {ckpt_file!r} holds no network state dict.")
+    network.load_state_dict(state)
+    return network
+
+
+def bundle_input_shape(parser: object, meta_file: str) -> list[int]:
+    """(1, channels, *spatial) of a bundle's network input: channels from its metadata, size from its config."""
+    from monai.utils import ensure_tuple_rep
+
+    with open(meta_file) as f:
+        meta = json.load(f)
+    channels = int(meta["network_data_format"]["inputs"]["image"]["num_channels"])
+    network = parser.get_parsed_content("network_def")  # type: ignore[attr-defined]
+    spatial_dims = next(m.weight.ndim - 2 for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    for key in ("patch_size", "image_size"):
+        if key in parser:  # type: ignore[operator]
+            size = parser.get_parsed_content(key)  # type: ignore[attr-defined]
+            return [1, channels] + [int(s) for s in ensure_tuple_rep(size, spatial_dims)]
+    raise ValueError("the bundle config has neither 'patch_size' nor 'image_size'; pass --input_shape.")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Export a bundle's (trained) network to ``<out_dir>/model.ts`` and ``<out_dir>/model.onnx``."""
+    import argparse
+
+    from monai.bundle import ConfigParser
+
+    ap = argparse.ArgumentParser(description="Export a monai_srb bundle's network to TorchScript and ONNX.")
+    ap.add_argument("--bundle_root", required=True, help="the bundle folder, e.g. bundles/srb_skin_lesion_segmentation")
+    ap.add_argument("--config_file", default=None, help="default: <bundle_root>/configs/train.json")
+    ap.add_argument("--ckpt_file", default=None, help="default: the config's output_dir/models/model.pt")
+    ap.add_argument("--out_dir", default="exported")
+    ap.add_argument("--input_shape", type=int, nargs="+", default=None, help="(batch, channels, *spatial)")
+    args = ap.parse_args(argv)
+
+    config_file = args.config_file or os.path.join(args.bundle_root, "configs", "train.json")
+    meta_file = os.path.join(args.bundle_root, "configs", "metadata.json")
+    parser = ConfigParser()
+    parser.read_config(config_file)
+    parser.read_meta(meta_file)
+    parser["bundle_root"] = args.bundle_root
+    network = parser.get_parsed_content("network_def")
+    ckpt = args.ckpt_file or os.path.join(parser.get_parsed_content("output_dir"), "models", "model.pt")
+    load_network_weights(network, ckpt)
+    shape = args.input_shape or bundle_input_shape(parser, meta_file)
+    os.makedirs(args.out_dir, exist_ok=True)
+    ts = export_torchscript(network, os.path.join(args.out_dir, "model.ts"), shape)
+    onnx_path = export_onnx(network, os.path.join(args.out_dir, "model.onnx"), shape)
+    print(f"exported {ckpt} for input {['batch'] + shape[1:]}:\n  {ts}\n  {onnx_path}")
+
+
+if __name__ == "__main__":
+    main()

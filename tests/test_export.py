@@ -67,3 +67,33 @@ def test_matmul_dft_switch_and_restore():
     assert set_fft_impl_(net, "matmul") == 4
     with pytest.raises(ValueError, match="impl"):
         set_fft_impl_(net, "dft")
+
+
+def test_export_of_a_network_trained_one_epoch_by_a_bundle(tmp_path):
+    from pathlib import Path
+
+    from monai.bundle import run
+
+    from monai_srb.export import main
+
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "srb_3d_segmentation"
+    out = tmp_path / "run"
+    run(
+        config_file=str(bundle / "configs" / "train.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=False,
+        bundle_root=str(bundle),
+        output_dir=str(out),
+        epochs=1,
+        synthetic_samples=4,
+        synthetic_size=32,
+        batch_size=1,
+        num_samples=1,
+    )
+    main(["--bundle_root", str(bundle), "--ckpt_file", str(out / "models" / "model.pt"), "--out_dir", str(tmp_path / "exp")])
+    predictor = OnnxPredictor(str(tmp_path / "exp" / "model.onnx"))
+    x = torch.randn(2, 1, 32, 32, 32)
+    scripted = torch.jit.load(str(tmp_path / "exp" / "model.ts"))
+    torch.testing.assert_close(torch.from_numpy(predictor(x)), scripted(x), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="does not exist"):
+        main(["--bundle_root", str(bundle), "--ckpt_file", str(tmp_path / "nope.pt"), "--out_dir", str(tmp_path / "x")])
