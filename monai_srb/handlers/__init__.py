@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_srb.handlers.cam import GradCAMHandler
 from monai_srb.handlers.mlflow_tracking import (
     PROCESS_RUN_NAME,
     SRBMLFlowHandler,
@@ -13,6 +14,7 @@ from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
 
 __all__ = [
     "PROCESS_RUN_NAME",
+    "GradCAMHandler",
     "OrthogonalRetractionHandler",
     "SRBMLFlowHandler",
     "config_params",
