@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_norm_layer
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
+from monai_srb.blocks.pointwise import GroupedPointwiseConv
 from monai_srb.blocks.spectral_relu import SpectralReLU
 from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform
 
@@ -47,12 +47,11 @@ class SpectralSubNetwork(nn.Module):
         norm: str | tuple = "batch",
     ) -> None:
         super().__init__()
-        conv = Conv[Conv.CONV, spatial_dims]
         # The convs carry no bias: a norm layer follows each of them.
-        self.conv_reduce = conv(channels, hidden_channels, kernel_size=1, groups=groups, bias=False)
+        self.conv_reduce = GroupedPointwiseConv(spatial_dims, channels, hidden_channels, groups)
         self.norm_reduce = get_norm_layer(norm, spatial_dims, hidden_channels)
         self.spectral_relu = SpectralReLU(spatial_size, onesided=onesided)
-        self.conv_expand = conv(hidden_channels, channels, kernel_size=1, groups=groups, bias=False)
+        self.conv_expand = GroupedPointwiseConv(spatial_dims, hidden_channels, channels, groups)
         self.norm_expand = get_norm_layer(norm, spatial_dims, channels)
 
     def forward(self, z: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
@@ -172,4 +171,4 @@ class SpectralResidualBlock(nn.Module):
         z = self.f(x.to(spectral_dtype))
         z = self.phi(z, spatial_size)
         y = self.f.inverse(z.to(spectral_dtype), spatial_size)
-        return x + self.alpha.to(x.dtype) * y.to(x.dtype)
+        return torch.addcmul(x, self.alpha.to(x.dtype), y.to(x.dtype))
