@@ -137,6 +137,9 @@ def export_onnx(
 
     network = network.eval()
     x = _example(network, example_input)
+    if x.shape[0] < 2:
+        # torch.export specialises a dimension of size 1 to a constant, which would pin the batch to 1.
+        x = x.expand(2, *x.shape[1:]).clone()
     with matmul_dft(network), torch.no_grad():
         convert_to_onnx(
             network,
@@ -149,7 +152,7 @@ def export_onnx(
             verify=False,
         )
     model = onnx.load(filepath)
-    check = torch.cat([x, x[:1]]) if x.shape[0] > 0 else x
+    check = torch.cat([x, x[:1]])
     with torch.no_grad():
         expected = network(check)
     onnx.helper.set_model_props(model, {"monai_srb": json.dumps(_metadata(x, expected))})
