@@ -11,12 +11,14 @@ from monai_srb.handlers.mlflow_tracking import (
     flatten_config,
 )
 from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
+from monai_srb.handlers.overlay import SegmentationOverlayHandler
 
 __all__ = [
     "PROCESS_RUN_NAME",
     "GradCAMHandler",
     "OrthogonalRetractionHandler",
     "SRBMLFlowHandler",
+    "SegmentationOverlayHandler",
     "config_params",
     "default_tracking_uri",
     "flatten_config",
