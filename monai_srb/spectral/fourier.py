@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,34 @@ def dft_matrices(n: int, onesided: bool, device: torch.device | None = None) -> 
     phase = torch.remainder(k * j, n) * (2.0 * math.pi / n)
     scale = 1.0 / math.sqrt(n)
     return (torch.cos(phase) * scale).float(), (torch.sin(phase) * scale).float()
+
+
+class _OrthoRFFTN(torch.autograd.Function):
+    """
+    ``rfftn(x, norm="ortho")`` whose backward is one half-spectrum ``irfftn``. PyTorch's r2c backward
+    zero-pads the gradient to the full spectrum and runs a full complex FFT; the adjoint of the one-sided
+    orthonormal rfft is ``irfftn`` of the gradient with the frequencies that stand for a mirrored pair
+    (all but DC and, for even sizes, Nyquist along the last axis) halved. About 20% of SRB_F's
+    forward+backward time on a CPU at 128^2.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+        ctx.dims, ctx.size = dims, [x.shape[d] for d in dims]
+        return torch.fft.rfftn(x, dim=dims, norm="ortho")
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        half = torch.full([grad.shape[-1]], 0.5, dtype=grad.real.dtype, device=grad.device)
+        half[0] = 1.0
+        if ctx.size[-1] % 2 == 0:
+            half[-1] = 1.0
+        return torch.fft.irfftn(grad * half, s=ctx.size, dim=ctx.dims, norm="ortho"), None
+
+
+@torch.jit.unused
+def _rfftn_with_fast_backward(x: torch.Tensor, dims: list[int]) -> torch.Tensor:
+    return _OrthoRFFTN.apply(x, dims)
 
 
 class FourierTransform(nn.Module):
@@ -88,8 +117,11 @@ class FourierTransform(nn.Module):
             z = torch.stack([re, im], dim=2)  # (B, C, 2, *grid)
         else:
             dims = list(range(2, x.ndim))
-            z = torch.view_as_real(torch.fft.rfftn(x, dim=dims, norm="ortho"))  # (B, C, *grid, 2)
-            z = z.movedim(-1, 2)  # (B, C, 2, *grid)
+            if torch.jit.is_scripting() or torch.jit.is_tracing() or not (torch.is_grad_enabled() and x.requires_grad):
+                spectrum = torch.fft.rfftn(x, dim=dims, norm="ortho")
+            else:  # a custom autograd function is neither scriptable nor traceable
+                spectrum = _rfftn_with_fast_backward(x, dims)
+            z = torch.view_as_real(spectrum).movedim(-1, 2)  # (B, C, *grid, 2) -> (B, C, 2, *grid)
         return z.reshape([z.shape[0], -1] + list(z.shape[3:]))
 
     def inverse(self, z: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
