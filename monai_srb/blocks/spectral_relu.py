@@ -98,4 +98,5 @@ class SpectralReLU(nn.Module):
             spatial_size: spatial size of the signal ``z`` is the spectrum of.
         """
         weight, bias = self.resampled(spatial_size)
-        return torch.relu(torch.addcmul(bias.to(z.dtype), z, weight.to(z.dtype)))
+        # In place: addcmul's backward needs its inputs, not its output, and relu's needs only its output.
+        return torch.addcmul(bias.to(z.dtype), z, weight.to(z.dtype)).relu_()
