@@ -88,7 +88,7 @@ def test_srb_fft_counts_the_ffts():
     assert report.per_module["SpectralResidualBlock"] == report.flops
     assert report.per_module["SpectralResidualBlock.phi.conv_reduce"] > 0
     # K' = 8 bottleneck channels (Re, Im of K = 4) on the one-sided 16 x 9 grid
-    assert report.uncounted_elements["aten.relu"] == 8 * 16 * 9
+    assert report.uncounted_elements["aten.relu_"] == 8 * 16 * 9
 
 
 @pytest.mark.parametrize("name, shape", BLOCK_CASES)

@@ -112,7 +112,10 @@ def test_train_writes_checkpoints_and_mlflow(trained):
     assert len(_history(client, run.info.run_id, "train_loss")) == 2 * 3  # per iteration
     assert run.data.params["epochs"] == "2" and run.data.params["image_size"] == "32"
     assert run.data.params["loss._target_"] == "DiceCELoss" and run.data.params["loss.lambda_dice"] == "0.0"
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"train.json", "model.pt"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    # the config, the best checkpoint and the Fig. 4-style overlays of the validation images
+    assert {"train.json", "model.pt"} < artifacts
+    assert all(a.startswith("overlay_") and a.endswith(".png") for a in artifacts - {"train.json", "model.pt"})
     for name in VAL_METRICS:
         assert 0.0 <= trained.metrics[name] <= 1.0
 
@@ -307,7 +310,10 @@ def test_mlflow_http_server(tmp_path, mlflow_server):
     assert run.info.status == "FINISHED"
     assert set(VAL_METRICS) | {"train_loss"} <= set(run.data.metrics)
     assert run.data.params["tracking_uri"] == mlflow_server
-    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"train.json", "model.pt"}
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    # the config, the best checkpoint and the Fig. 4-style overlays of the validation images
+    assert {"train.json", "model.pt"} < artifacts
+    assert all(a.startswith("overlay_") and a.endswith(".png") for a in artifacts - {"train.json", "model.pt"})
 
 
 def test_interrupted_run_resumes_at_the_next_epoch(tmp_path):
