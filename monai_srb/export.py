@@ -23,7 +23,7 @@ import torch
 from monai.networks.utils import convert_to_onnx, convert_to_torchscript
 from torch import nn
 
-from monai_srb.spectral.fourier import FourierTransform
+from monai_srb.spectral.fourier import FFT_IMPLS, FourierTransform
 
 __all__ = [
     "OnnxPredictor",
@@ -40,11 +40,11 @@ INPUT_NAME, OUTPUT_NAME = "image", "pred"
 
 def set_fft_impl_(network: nn.Module, impl: str) -> int:
     """Set ``impl`` (``"fft"`` or ``"matmul"``) on every :class:`FourierTransform` in ``network``; returns how many."""
+    if impl not in FFT_IMPLS:
+        raise ValueError(f"impl must be one of {FFT_IMPLS}, got {impl!r}.")
     touched = 0
     for m in network.modules():
         if isinstance(m, FourierTransform):
-            if impl not in ("fft", "matmul"):
-                raise ValueError(f"impl must be 'fft' or 'matmul', got {impl!r}.")
             m.impl = impl
             touched += 1
     return touched

@@ -67,6 +67,8 @@ def test_matmul_dft_switch_and_restore():
     assert set_fft_impl_(net, "matmul") == 4
     with pytest.raises(ValueError, match="impl"):
         set_fft_impl_(net, "dft")
+    with pytest.raises(ValueError, match="impl"):  # rejected even where there is no SRB_F to set
+        set_fft_impl_(torch.nn.Conv2d(1, 1, 1), "dft")
 
 
 def test_export_of_a_network_trained_one_epoch_by_a_bundle(tmp_path):
