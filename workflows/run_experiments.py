@@ -511,14 +511,32 @@ def plot_summary(rows: Sequence[Row], records: Sequence[RunRecord], key_metric: 
 
 
 def report(
-    grid: Mapping[str, Any], preset: str, out: Path, order: Sequence[str] | None = None, merge: Sequence[Path] = ()
+    grid: Mapping[str, Any],
+    preset: str,
+    out: Path,
+    order: Sequence[str] | None = None,
+    merge: Sequence[Path] = (),
+    variants: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    folds: Sequence[int] | None = None,
 ) -> str:
     """
     Read the preset's runs back from MLflow (the store under ``out`` and those under ``merge``, e.g. runs of
     the same experiment made on another machine), write ``<out>/results.md`` and ``<out>/summary.png``.
+    The report covers the preset's seeds and folds (or ``seeds`` / ``folds``): presets that share one
+    experiment (``"experiment"``) report their own split. ``variants`` keeps only those rows.
     """
     metrics = list(grid["metrics"]) + list(grid.get("test_metrics", []))
-    records = latest_per_job([r for o in (out, *merge) for r in read_runs(o, grid, preset, metrics)])
+    spec = grid["presets"][preset]
+    keep_seeds = set(seeds if seeds is not None else spec.get("seeds", [0]))
+    fold_list = folds if folds is not None else spec.get("folds")
+    records = [
+        r
+        for o in (out, *merge)
+        for r in read_runs(o, grid, preset, metrics)
+        if r.seed in keep_seeds and (fold_list is None or r.fold in fold_list) and (not variants or r.variant in variants)
+    ]
+    records = latest_per_job(records)
     baseline = grid.get("baselines", grid["baseline"])
     rows = summarise(records, metrics, grid["key_metric"], baseline, order or list(grid["variants"]))
     table = format_table(rows, metrics, grid["key_metric"], baseline)
@@ -565,7 +583,9 @@ def main(argv: Sequence[str] | None = None) -> str:
             torch.set_num_threads(args.threads)
         jobs = plan(grid, args.preset, args.variants, args.seeds, args.folds, _parse_set(args.set))
         run_grid(grid, args.preset, jobs, out)
-    text = report(grid, args.preset, out, merge=[Path(m) for m in args.merge])
+    text = report(
+        grid, args.preset, out, merge=[Path(m) for m in args.merge], variants=args.variants, seeds=args.seeds, folds=args.folds
+    )
     print(text)
     return text
 

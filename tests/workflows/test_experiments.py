@@ -97,6 +97,12 @@ def test_smoke_preset_runs_end_to_end_and_reports_from_mlflow(tmp_path):
     )
     assert all(r.info.status == "FINISHED" and "val_mean_iou" in r.data.metrics for r in runs)
     assert rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path)]) == text
+    # a report covers only the seeds and variants asked for
+    some = rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path), "--report-only",
+                    "--seeds", "0", "--variants", *variants[:2]])
+    rows = [line for line in some.splitlines() if line.startswith("| ")][1:]
+    assert [line.split(" | ")[0][2:] for line in rows] == variants[:2]
+    assert all(line.split(" | ")[1] == "1 (1 x 1)" for line in rows)
 
     figures = _load("figures")
     result = figures.main(
