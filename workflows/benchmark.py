@@ -84,6 +84,7 @@ class Row:
     time_ms: float | None
     peak_mb: float | None
     note: str = ""
+    page_faults: float | None = None  # minor page faults per timed step (CPU): fresh memory the allocator maps
 
 
 def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
@@ -98,6 +99,15 @@ def saved_bytes(fn: Callable[[], torch.Tensor]) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = fn()
     return sum(seen.values()) + out.numel() * out.element_size()
+
+
+def minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is missing, e.g. Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def time_fn(fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> float:
@@ -141,7 +151,10 @@ def bench_block(
             row.peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
         else:
             row.peak_mb = saved_bytes(lambda: block(x)) / 2**20
+        faults = minor_faults()
         row.time_ms = time_fn(step, warmup, repeats, device)
+        # glibc's malloc hands large freed blocks back to the OS; each step then faults fresh pages in
+        row.page_faults = (minor_faults() - faults) / (warmup + repeats)
     except (RuntimeError, MemoryError) as e:  # an allocation failure is a result, not a crash
         row.note = f"failed: {str(e).splitlines()[0][:80]}"
     return row
@@ -176,11 +189,15 @@ def _ram() -> int:
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| block | dims | size | C | time fwd+bwd (ms) | peak memory (MiB) | note |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| block | dims | size | C | time fwd+bwd (ms) | peak memory (MiB) | page faults / step | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         t = f"{r.time_ms:.2f}" if r.time_ms is not None else "—"
         m = f"{r.peak_mb:.1f}" if r.peak_mb is not None else "—"
-        lines.append(f"| {r.block} | {r.spatial_dims}D | {r.size} | {r.channels} | {t} | {m} | {r.note} |")
+        pf = f"{r.page_faults:.0f}" if r.page_faults is not None else "—"
+        lines.append(f"| {r.block} | {r.spatial_dims}D | {r.size} | {r.channels} | {t} | {m} | {pf} | {r.note} |")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ def test_smoke_preset_writes_every_output(tmp_path):
     assert {r["block"] for r in rows} == set(bench.BLOCKS)
     assert {r["spatial_dims"] for r in rows} == {"2", "3"}
     assert all(float(r["time_ms"]) > 0 and float(r["peak_mb"]) >= 0 for r in rows)
+    assert all(float(r["page_faults"]) >= 0 for r in rows)  # counted on the CPU
     assert (tmp_path / "blocks.png").stat().st_size > 0
     assert (tmp_path / "blocks.md").read_text().count("\n") == len(rows) + 2
     with open(tmp_path / "networks.csv") as f:
