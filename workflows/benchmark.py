@@ -12,6 +12,7 @@ the plain U-Net.
     python workflows/benchmark.py                      # full grid, CSV + markdown + PNG into docs/benchmark
     python workflows/benchmark.py --preset targets     # only the figures the performance targets name
     python workflows/benchmark.py --preset smoke       # seconds; what the tests run
+    python workflows/benchmark.py --preset targets --breakdown 128   # and where SRB_F's time goes at 128^2
 
 Writes ``<out>/blocks.csv``, ``<out>/blocks.md``, ``<out>/blocks.png`` and ``<out>/networks.csv``; prints the
 markdown tables and the target ratios.
@@ -184,6 +185,47 @@ def bench_networks(size: int, device: torch.device, warmup: int, repeats: int) -
     return rows
 
 
+class _SkipNorm(nn.Module):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+
+class _SkipPhi(nn.Module):
+    def forward(self, z: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
+        return z
+
+
+def srb_breakdown(size: int, channels: int, batch: int, device: torch.device, warmup: int, repeats: int) -> list[tuple[str, float]]:
+    """
+    Where SRB_F's forward+backward time goes, by ablation (timing parts in place, unlike a profiler, adds no
+    overhead per op): the whole block, the block with ``phi`` skipped (the FFT, its inverse, the layout
+    passes and the residual), with its two batch norms skipped, and ``phi`` alone on a spectrum.
+    """
+    torch.manual_seed(0)
+    x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
+    block = build("srb_fft", 2, channels, size).to(device).train()
+    phi = block.phi
+
+    def step() -> None:
+        block(x).sum().backward()
+        x.grad = None
+
+    rows = [("SRB_F", time_fn(step, warmup, repeats, device))]
+    block.phi = _SkipPhi()
+    rows.append(("FFT path only (phi skipped)", time_fn(step, warmup, repeats, device)))
+    block.phi = phi
+    norms = phi.norm_reduce, phi.norm_expand
+    phi.norm_reduce, phi.norm_expand = _SkipNorm(), _SkipNorm()
+    rows.append(("SRB_F without phi's two batch norms", time_fn(step, warmup, repeats, device)))
+    phi.norm_reduce, phi.norm_expand = norms
+    z = block.f(x.detach()).requires_grad_()
+    rows.append(("phi alone", time_fn(lambda: phi(z, [size, size]).sum().backward(), warmup, repeats, device)))
+    for name in ("conv3x3", "double_attention"):
+        block = build(name, 2, channels, size).to(device).train()
+        rows.append((name, time_fn(step, warmup, repeats, device)))
+    return rows
+
+
 def _ram() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -252,6 +294,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="docs/benchmark")
+    parser.add_argument(
+        "--breakdown", type=int, default=0, metavar="SIZE", help="also time SRB_F's parts at SIZE^2 (srb_breakdown.md)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -283,6 +328,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print("\n" + table + "\n")
     for n in nets:
         print(f"{n['network']:<18} {n['size']}²  params {n['params']:>9,}  train step {n['train_step_ms']:.1f} ms  inference {n['inference_ms']:.1f} ms")
+    if args.breakdown:
+        parts = srb_breakdown(args.breakdown, c2d, args.batch, device, args.warmup, args.repeats)
+        lines = [f"SRB_F at {args.breakdown}², C={c2d}, batch {args.batch}: forward+backward (ms)", "",
+                 "| part | ms |", "|---|---|"] + [f"| {name} | {ms:.2f} |" for name, ms in parts]
+        with open(os.path.join(args.out, "srb_breakdown.md"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print("\n" + "\n".join(lines))
     ratios = target_ratios(rows, nets)
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")

@@ -20,7 +20,8 @@ def _load():
 
 def test_smoke_preset_writes_every_output(tmp_path):
     bench = _load()
-    bench.main(["--preset", "smoke", "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
+    bench.main(["--preset", "smoke", "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path),
+                "--breakdown", "16"])
     with open(tmp_path / "blocks.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["block"] for r in rows} == set(bench.BLOCKS)
@@ -29,6 +30,8 @@ def test_smoke_preset_writes_every_output(tmp_path):
     assert all(float(r["page_faults"]) >= 0 for r in rows)  # counted on the CPU
     assert (tmp_path / "blocks.png").stat().st_size > 0
     assert (tmp_path / "blocks.md").read_text().count("\n") == len(rows) + 2
+    breakdown = (tmp_path / "srb_breakdown.md").read_text()
+    assert all(f"| {part} |" in breakdown for part in ("SRB_F", "FFT path only (phi skipped)", "phi alone", "conv3x3"))
     with open(tmp_path / "networks.csv") as f:
         assert [r["network"] for r in csv.DictReader(f)] == ["U-Net", "U-Net + 4 SRB_F"]
 
