@@ -250,7 +250,9 @@ def test_multi_gpu_ddp_on_cpu(tmp_path):
         *[arg for k, v in TINY.items() for arg in (f"--{k}", str(v))],
     ]
     result = subprocess.run(cmd, cwd=REPO, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # torchrun's summary ends stderr; the failing rank's own traceback comes first
+    first = result.stderr.find("Traceback")
+    assert result.returncode == 0, result.stderr[max(first, 0) :][:6000] + "\n...\n" + result.stderr[-3000:]
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert models == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt"]
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
