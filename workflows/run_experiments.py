@@ -10,6 +10,10 @@ runs back from MLflow into a markdown table (mean +- std over seeds) and PNG fig
     python workflows/run_experiments.py --grid workflows/grids/isic_table1.json --preset cpu \
         --out runs/experiments/isic_cpu
     python workflows/run_experiments.py --grid ... --preset cpu --out ... --report-only
+    python workflows/run_experiments.py --grid ... --preset cpu_grid --out ... --workers 2 --threads 1
+
+``--workers N`` trains in N processes at once (one core each suits these small networks best); each logs to
+its own store under ``<out>/workers`` and the report reads them all.
 
 Aggregation: with folds, a seed's score is the mean over its folds (a cross-validated score), then
 mean +- std over seeds; without folds each seed is one run. Each metric is read at the last epoch
@@ -177,8 +181,18 @@ def _finished_jobs(client: Any, experiment_id: str) -> set[tuple[str, int, int |
     return done
 
 
-def run_job(grid: Mapping[str, Any], job: Job, out: Path, experiment: str, test_eval: bool) -> dict[str, float]:
-    """Train one job in this process; returns the test metrics when the grid defines a test set."""
+def stores(out: Path) -> list[Path]:
+    """The MLflow stores of a ``--out`` folder: its own and those of its ``--workers`` (``workers/<k>``)."""
+    return [out] + sorted(p.parent for p in (out / "workers").glob("*/mlflow.db"))
+
+
+def run_job(
+    grid: Mapping[str, Any], job: Job, out: Path, experiment: str, test_eval: bool, store: Path | None = None
+) -> dict[str, float]:
+    """
+    Train one job in this process; returns the test metrics when the grid defines a test set. The run folder is
+    ``<out>/runs/<job>``; the run is logged to the MLflow store in ``store`` (default ``out``).
+    """
     from monai.bundle import ConfigWorkflow
 
     bundle = ROOT / grid["bundle"]
@@ -187,7 +201,7 @@ def run_job(grid: Mapping[str, Any], job: Job, out: Path, experiment: str, test_
     if isinstance(overrides.get("dataset_dir"), str) and not Path(overrides["dataset_dir"]).is_absolute():
         overrides["dataset_dir"] = str((ROOT / overrides["dataset_dir"]).resolve())  # grids name paths from the repo root
     overrides.update(
-        output_dir=str(run_dir), tracking_uri=tracking_uri(out), experiment_name=experiment, bundle_root=str(bundle)
+        output_dir=str(run_dir), tracking_uri=tracking_uri(store or out), experiment_name=experiment, bundle_root=str(bundle)
     )
     for run_name_id in grid.get("run_name_ids", []):
         overrides[run_name_id] = job.slug
@@ -244,12 +258,26 @@ def evaluate_test(parser: Any, spec: Mapping[str, Any], run_dir: Path) -> dict[s
     }
 
 
-def run_grid(grid: Mapping[str, Any], preset: str, jobs: Sequence[Job], out: Path, test_eval: bool = True) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def finished_jobs(grid: Mapping[str, Any], preset: str, out: Path) -> set[tuple[str, int, int | None]]:
+    """(variant, seed, fold) of every FINISHED run of the preset's experiment in ``out``'s stores."""
+    done: set[tuple[str, int, int | None]] = set()
+    for store in stores(out):
+        client, experiment = _client_and_experiment(store, experiment_name(grid, preset), create=False)
+        if experiment is not None:
+            done |= _finished_jobs(client, experiment.experiment_id)
+    return done
+
+
+def run_grid(
+    grid: Mapping[str, Any], preset: str, jobs: Sequence[Job], out: Path, test_eval: bool = True, store: Path | None = None
+) -> None:
+    """Train ``jobs`` one after the other, logging to the store in ``store`` (default ``out``)."""
+    store = store or out
+    store.mkdir(parents=True, exist_ok=True)
     name = experiment_name(grid, preset)
-    client, experiment = _client_and_experiment(out, name, create=True)
+    client, experiment = _client_and_experiment(store, name, create=True)
     for k, job in enumerate(jobs, 1):
-        if (job.variant, job.seed, job.fold) in _finished_jobs(client, experiment.experiment_id):
+        if (job.variant, job.seed, job.fold) in finished_jobs(grid, preset, out):
             print(f"[{k}/{len(jobs)}] {job.slug}: already in MLflow, skipped", flush=True)
             continue
         print(f"[{k}/{len(jobs)}] {job.slug} ...", flush=True)
@@ -257,7 +285,7 @@ def run_grid(grid: Mapping[str, Any], preset: str, jobs: Sequence[Job], out: Pat
         start = time.time()
         error, test = None, {}
         try:
-            test = run_job(grid, job, out, name, test_eval)
+            test = run_job(grid, job, out, name, test_eval, store)
         except Exception as e:  # one failed variant must not stop the grid; it is reported as failed
             error = f"{type(e).__name__}: {e}"
             print(f"[{k}/{len(jobs)}] {job.slug} FAILED: {error}", flush=True)
@@ -279,6 +307,40 @@ def run_grid(grid: Mapping[str, Any], preset: str, jobs: Sequence[Job], out: Pat
             for key, value in test.items():
                 client.log_metric(run_id, key, value)
         print(f"[{k}/{len(jobs)}] {job.slug} done in {time.time() - start:.0f} s", flush=True)
+
+
+def run_workers(
+    grid_file: str, grid: Mapping[str, Any], preset: str, jobs: Sequence[Job], out: Path, workers: int, threads: int
+) -> None:
+    """
+    Share the unfinished ``jobs`` round-robin among ``workers`` processes of ``threads`` torch threads each
+    (small networks use a core better one job per core than two threads on one job). Worker ``k`` logs to its
+    own SQLite store, ``<out>/workers/<k>``, so that no two processes write one database; run folders stay
+    in ``<out>/runs`` and the report reads every store.
+    """
+    import subprocess
+
+    done = finished_jobs(grid, preset, out)
+    todo = [j for j in jobs if (j.variant, j.seed, j.fold) not in done]
+    procs = []
+    for k in range(min(workers, len(todo))):
+        store = out / "workers" / str(k)
+        store.mkdir(parents=True, exist_ok=True)
+        spec = [{"variant": j.variant, "seed": j.seed, "fold": j.fold, "extra": j.extra} for j in todo[k::workers]]
+        (store / "jobs.json").write_text(json.dumps(spec, indent=1))
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--grid", grid_file, "--preset", preset, "--out", str(out),
+               "--threads", str(threads), "--worker", str(k)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        log = open(store / "worker.log", "a")
+        procs.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
+        print(f"worker {k}: {len(spec)} jobs, log {store / 'worker.log'}", flush=True)
+    failed = []
+    for k, proc, log in procs:
+        if proc.wait() != 0:
+            failed.append(k)
+        log.close()
+    if failed:
+        raise RuntimeError(f"workers {failed} exited with an error; see their worker.log under {out / 'workers'}.")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,10 +382,17 @@ def latest_per_job(records: Sequence[RunRecord]) -> list[RunRecord]:
     return list(best.values())
 
 
-def read_runs(out: Path, grid: Mapping[str, Any], preset: str, metrics: Sequence[str]) -> list[RunRecord]:
-    """Every tagged run of the grid's preset in the store under ``out``, with the histories of ``metrics``."""
+def read_runs(
+    out: Path, grid: Mapping[str, Any], preset: str, metrics: Sequence[str], required: bool = True
+) -> list[RunRecord]:
+    """
+    Every tagged run of the grid's preset in the store under ``out``, with the histories of ``metrics``.
+    A store without the preset's experiment raises a ``ValueError`` if ``required``, else has no runs.
+    """
     client, experiment = _client_and_experiment(out, experiment_name(grid, preset), create=False)
     if experiment is None:
+        if not required:
+            return []
         raise ValueError(f"no MLflow experiment {experiment_name(grid, preset)!r} in {tracking_uri(out)}.")
     records = []
     for r in client.search_runs([experiment.experiment_id], max_results=50000):
@@ -530,10 +599,14 @@ def report(
     spec = grid["presets"][preset]
     keep_seeds = set(seeds if seeds is not None else spec.get("seeds", [0]))
     fold_list = folds if folds is not None else spec.get("folds")
+    # the folder's store and its workers' stores (any of them may lack the experiment), and the merged ones
+    found = [r for o in stores(out) for r in read_runs(o, grid, preset, metrics, required=False)]
+    found += [r for o in merge for r in read_runs(o, grid, preset, metrics)]
+    if not found:
+        raise ValueError(f"no runs of MLflow experiment {experiment_name(grid, preset)!r} under {out}.")
     records = [
         r
-        for o in (out, *merge)
-        for r in read_runs(o, grid, preset, metrics)
+        for r in found
         if r.seed in keep_seeds and (fold_list is None or r.fold in fold_list) and (not variants or r.variant in variants)
     ]
     records = latest_per_job(records)
@@ -544,7 +617,7 @@ def report(
     extras = sorted({r.extra for r in records} - {"{}"})
     text = (
         f"Grid `{grid['name']}`, preset `{preset}`, MLflow store(s) "
-        f"{', '.join(f'`{tracking_uri(o)}`' for o in (out, *merge))}, experiment "
+        f"{', '.join(f'`{tracking_uri(o)}`' for o in (*stores(out), *merge))}, experiment "
         f"`{experiment_name(grid, preset)}`.\n"
         f"Bundle overrides of the preset: `{json.dumps(grid['presets'][preset].get('overrides', {}))}`"
         + (f"; from --set: {', '.join(f'`{e}`' for e in extras)}" if extras else "")
@@ -572,6 +645,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--report-only", action="store_true", help="only read the existing runs back and report")
     parser.add_argument("--merge", nargs="+", default=[], help="more --out folders whose runs join the report")
+    parser.add_argument("--workers", type=int, default=1, help="train in this many processes, one job each at a time")
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # a --workers child
     args = parser.parse_args(argv)
 
     grid = load_grid(args.grid)
@@ -581,8 +656,17 @@ def main(argv: Sequence[str] | None = None) -> str:
             import torch
 
             torch.set_num_threads(args.threads)
+        if args.worker is not None:  # a child of --workers: its jobs are in its store's jobs.json
+            store = out / "workers" / str(args.worker)
+            spec = json.loads((store / "jobs.json").read_text())
+            jobs = [j for e in spec for j in plan(grid, args.preset, [e["variant"]], [e["seed"]], [e["fold"]], e["extra"])]
+            run_grid(grid, args.preset, jobs, out, store=store)
+            return f"worker {args.worker}: {len(jobs)} jobs"
         jobs = plan(grid, args.preset, args.variants, args.seeds, args.folds, _parse_set(args.set))
-        run_grid(grid, args.preset, jobs, out)
+        if args.workers > 1:
+            run_workers(args.grid, grid, args.preset, jobs, out, args.workers, args.threads or 1)
+        else:
+            run_grid(grid, args.preset, jobs, out)
     text = report(
         grid, args.preset, out, merge=[Path(m) for m in args.merge], variants=args.variants, seeds=args.seeds, folds=args.folds
     )

@@ -116,6 +116,23 @@ def test_smoke_preset_runs_end_to_end_and_reports_from_mlflow(tmp_path):
     assert json.loads((tmp_path / "fig" / "erf.json").read_text())["alpha"] == result["alpha"]
 
 
+def test_workers_share_the_jobs_and_the_report_reads_every_store(tmp_path):
+    rx = _load("run_experiments")
+    grid_file = ROOT / "workflows" / "grids" / "isic_table1.json"
+    args = ["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path), "--threads", "1"]
+    text = rx.main(args + ["--workers", "2", "--variants", "U-Net", "U-Net + 1 SRB_F"])
+    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    assert [line.split(" | ")[:2] for line in table] == [["| U-Net", "2 (2 x 1)"], ["| U-Net + 1 SRB_F", "2 (2 x 1)"]]
+    assert [p.name for p in rx.stores(tmp_path)] == [tmp_path.name, "0", "1"]
+    jobs = [json.loads((tmp_path / "workers" / k / "jobs.json").read_text()) for k in ("0", "1")]
+    assert sorted((j["variant"], j["seed"]) for js in jobs for j in js) == [
+        ("U-Net", 0), ("U-Net", 1), ("U-Net + 1 SRB_F", 0), ("U-Net + 1 SRB_F", 1)
+    ]
+    assert len({p.name for p in (tmp_path / "runs").iterdir()}) == 4  # run folders stay in <out>/runs
+    # every job is found finished in the workers' stores: a second call trains nothing
+    assert rx.finished_jobs(rx.load_grid(grid_file), "smoke", tmp_path) == {(j["variant"], j["seed"], None) for js in jobs for j in js}
+
+
 def test_srb_tuning_sets_alpha_and_gives_the_spectral_branch_its_own_learning_rate():
     tuning = _load("srb_tuning")
     from monai_srb.nets import SRBUNet
