@@ -182,8 +182,11 @@ def _finished_jobs(client: Any, experiment_id: str) -> set[tuple[str, int, int |
 
 
 def stores(out: Path) -> list[Path]:
-    """The MLflow stores of a ``--out`` folder: its own and those of its ``--workers`` (``workers/<k>``)."""
-    return [out] + sorted(p.parent for p in (out / "workers").glob("*/mlflow.db"))
+    """
+    The MLflow stores that exist in a ``--out`` folder: its own and those of its ``--workers``
+    (``workers/<k>``). Only existing ones: opening a missing SQLite store creates and migrates it.
+    """
+    return sorted(p.parent for p in [out / "mlflow.db", *(out / "workers").glob("*/mlflow.db")] if p.is_file())
 
 
 def run_job(
@@ -326,6 +329,9 @@ def run_workers(
     for k in range(min(workers, len(todo))):
         store = out / "workers" / str(k)
         store.mkdir(parents=True, exist_ok=True)
+        # Created (and its schema migrated) here, one at a time: workers read each other's stores, and two
+        # processes migrating one new SQLite database at once fail.
+        _client_and_experiment(store, experiment_name(grid, preset), create=True)
         spec = [{"variant": j.variant, "seed": j.seed, "fold": j.fold, "extra": j.extra} for j in todo[k::workers]]
         (store / "jobs.json").write_text(json.dumps(spec, indent=1))
         cmd = [sys.executable, str(Path(__file__).resolve()), "--grid", grid_file, "--preset", preset, "--out", str(out),
