@@ -77,8 +77,10 @@ class SpectralResidualBlock(nn.Module):
     :func:`monai_srb.spectral.retract_orthogonal_` after each optimiser step), ``"dct"`` (SRB_DCT,
     orthonormal DCT-II, any input size).
 
-    The transform and its inverse run in float32 whatever the autocast dtype (cuFFT's half-precision
-    transforms only take power-of-two sizes), and the branch is cast back to the input's dtype.
+    The spectral branch (transform, ``phi``, inverse) runs in float32 with autocast switched off, whatever
+    the autocast dtype: cuFFT's half-precision transforms only take power-of-two sizes, and half-precision
+    AOM/DCT matmuls and 1x1 convs on a spectrum lose accuracy (see ``workflows/amp_check.py``). The branch
+    is cast back to the input's dtype.
 
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3.
@@ -168,7 +170,19 @@ class SpectralResidualBlock(nn.Module):
         spatial_size = list(x.shape[2:])
         # float32 at least, whatever the autocast dtype; float64 stays float64.
         spectral_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        z = self.f(x.to(spectral_dtype))
-        z = self.phi(z, spatial_size)
-        y = self.f.inverse(z.to(spectral_dtype), spatial_size)
+        if torch.jit.is_scripting():  # TorchScript has no autocast to leave
+            y = self._branch(x.to(spectral_dtype), spatial_size)
+        else:
+            y = self._branch_outside_autocast(x.to(spectral_dtype), spatial_size)
         return torch.addcmul(x, self.alpha.to(x.dtype), y.to(x.dtype))
+
+    def _branch(self, x: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
+        """``f^-1(phi(f(x)))``."""
+        return self.f.inverse(self.phi(self.f(x), spatial_size), spatial_size)
+
+    @torch.jit.unused
+    def _branch_outside_autocast(self, x: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
+        # Autocast would run the AOM/DCT matmuls and phi's 1x1 convs in half precision whatever their inputs'
+        # dtype: a cast pass each way, and up to 4e-2 relative gradient error in bfloat16.
+        with torch.autocast(x.device.type, enabled=False):
+            return self._branch(x, spatial_size)

@@ -87,7 +87,7 @@ def test_bf16_autocast_on_cpu(kwargs, shape):
         out = block(x)
         out_bf16 = block(x.bfloat16())
     assert out.dtype == torch.float32 and out_bf16.dtype == torch.bfloat16
-    torch.testing.assert_close(out, ref, atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(out, ref)  # the spectral branch leaves autocast: float32 throughout
     torch.testing.assert_close(out_bf16.float(), ref, atol=1e-1, rtol=5e-2)
 
 
