@@ -46,3 +46,15 @@ def test_blocks_that_cannot_allocate_are_reported(block, positions, expected):
 
         row = bench.bench_block(block, 3, 96, 32, 2, torch.device("cpu"), 0, 1)
         assert row.time_ms is None and row.note.startswith(expected)
+
+
+def test_amp_check_runs_every_srb_under_autocast_at_odd_sizes(tmp_path):
+    spec = importlib.util.spec_from_file_location("srb_amp_check", ROOT / "workflows" / "amp_check.py")
+    amp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(amp)
+    result = amp.main(["--device", "cpu", "--dtype", "bfloat16", "--check-size", "13", "17", "--size", "16",
+                       "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
+    assert set(result["agreement"]) == {"fft", "aom", "dct"}
+    assert all(c["pass"] and 0 < c["output"] < 2e-2 for c in result["agreement"].values())
+    assert set(result["ratios"]) == {"SRB_F AMP / fp32", "3x3 conv AMP / fp32", "SRB_F / conv fp32", "SRB_F / conv AMP"}
+    assert (tmp_path / "amp_check.json").is_file()
