@@ -654,6 +654,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--workers", type=int, default=1, help="train in this many processes, one job each at a time")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # a --workers child
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
 
     grid = load_grid(args.grid)
     out = Path(args.out)

@@ -133,6 +133,16 @@ def test_workers_share_the_jobs_and_the_report_reads_every_store(tmp_path):
     assert rx.finished_jobs(rx.load_grid(grid_file), "smoke", tmp_path) == {(j["variant"], j["seed"], None) for js in jobs for j in js}
 
 
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_workers_below_one_is_a_usage_error(tmp_path, workers, capsys):
+    rx = _load("run_experiments")
+    grid_file = ROOT / "workflows" / "grids" / "isic_table1.json"
+    with pytest.raises(SystemExit) as e:
+        rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path), "--workers", workers])
+    assert e.value.code == 2 and f"--workers must be at least 1, got {workers}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
 def test_srb_tuning_sets_alpha_and_gives_the_spectral_branch_its_own_learning_rate():
     tuning = _load("srb_tuning")
     from monai_srb.nets import SRBUNet
