@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from monai_srb.handlers.cam import GradCAMHandler
+from monai_srb.handlers.image_handler import ImageSavingHandler
 from monai_srb.handlers.mlflow_tracking import (
     PROCESS_RUN_NAME,
     SRBMLFlowHandler,
@@ -16,6 +17,7 @@ from monai_srb.handlers.overlay import SegmentationOverlayHandler
 __all__ = [
     "PROCESS_RUN_NAME",
     "GradCAMHandler",
+    "ImageSavingHandler",
     "OrthogonalRetractionHandler",
     "SRBMLFlowHandler",
     "SegmentationOverlayHandler",

@@ -8,19 +8,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 from monai.transforms import rescale_array
 from monai.visualize import GradCAM
 from monai.visualize.utils import blend_images
-from PIL import Image
 from torch import nn
+
+from monai_srb.handlers.image_handler import ImageSavingHandler
 
 __all__ = ["GradCAMHandler"]
 
 
-class GradCAMHandler:
+class GradCAMHandler(ImageSavingHandler):
     """
     When the engine it is attached to completes a run (a validator: every validation; an evaluator: once),
     compute :class:`monai.visualize.GradCAM` heat maps of the first ``num_images`` items of ``dataset`` and
@@ -70,9 +70,7 @@ class GradCAMHandler:
         image_key: str = "image",
         name_key: str = "name",
     ) -> None:
-        if num_images < 1:
-            raise ValueError(f"num_images must be a positive int, got {num_images}.")
-        self.network = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
+        super().__init__(network, dataset, output_dir, num_images, prefix="cam")
         layers = dict(self.network.named_modules())
         if target_layers not in layers:
             raise ValueError(
@@ -80,20 +78,12 @@ class GradCAMHandler:
                 f"layers are {list(layers)[-5:]}."
             )
         self.target_layers = target_layers
-        self.dataset = dataset
-        self.output_dir = Path(output_dir)
-        self.num_images = num_images
         self.class_names = list(class_names) if class_names is not None else None
         self.class_idx = class_idx
         self.alpha = alpha
         self.cmap = cmap
         self.image_key = image_key
         self.name_key = name_key
-        self.saved: list[Path] = []
-
-    def attach(self, engine: Engine) -> None:
-        """Run at the end of every run of ``engine``."""
-        engine.add_event_handler(Events.COMPLETED, self)
 
     def __call__(self, engine: Engine | None = None) -> list[Path]:
         """
@@ -108,17 +98,12 @@ class GradCAMHandler:
         net = copy.deepcopy(self.network)
         device = next(net.parameters()).device
         cam = GradCAM(nn_module=net, target_layers=self.target_layers)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        for old in self.output_dir.glob("cam_*.png"):
-            old.unlink()
-        self.saved = []
-        for k in range(min(self.num_images, len(self.dataset))):
-            item = self.dataset[k]
+        for k, item in self.items():
             image = torch.as_tensor(item[self.image_key], dtype=torch.float32).to(device)
             with torch.enable_grad():
                 heat = cam(image[None], class_idx=self.class_idx)[0].detach()
             cls = int(cam.nn_module.class_idx[0]) if self.class_idx is None else self.class_idx
-            self.saved.append(self._save(k, item, image.cpu(), heat.cpu(), cls))
+            self._save(k, item, image.cpu(), heat.cpu(), cls)
         return self.saved
 
     def _save(self, k: int, item: dict[str, Any], image: torch.Tensor, heat: torch.Tensor, cls: int) -> Path:
@@ -127,11 +112,6 @@ class GradCAMHandler:
         overlay = blend_images(
             image, heat, alpha=self.alpha, cmap=self.cmap, rescale_arrays=False, transparent_background=False
         )
-        grey = image.expand(3, *image.shape[1:]) if image.shape[0] == 1 else image
-        rgb = torch.cat([grey, torch.as_tensor(overlay)], dim=-1)  # the input and its overlay side by side
-        pixels = (np.clip(np.moveaxis(np.asarray(rgb), 0, -1), 0.0, 1.0) * 255).round().astype(np.uint8)
         name = Path(str(item.get(self.name_key, k))).stem
         label = self.class_names[cls] if self.class_names is not None else str(cls)
-        path = self.output_dir / f"cam_{k:02d}_{name}_{label}.png"
-        Image.fromarray(pixels).save(path)
-        return path
+        return self.write_png([image, torch.as_tensor(overlay)], f"{k:02d}_{name}_{label}")  # input | overlay

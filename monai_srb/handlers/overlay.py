@@ -7,18 +7,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 from monai.transforms import rescale_array
 from monai.visualize.utils import blend_images
-from PIL import Image
 from torch import nn
+
+from monai_srb.handlers.image_handler import ImageSavingHandler
 
 __all__ = ["SegmentationOverlayHandler"]
 
 
-class SegmentationOverlayHandler:
+class SegmentationOverlayHandler(ImageSavingHandler):
     """
     When the engine it is attached to completes a run (a validator: after every validation), segment the
     first ``num_images`` items of ``dataset`` and save, for each, a PNG with the image, the ground truth
@@ -58,20 +58,10 @@ class SegmentationOverlayHandler:
         label_key: str = "label",
         name_key: str = "name",
     ) -> None:
-        if num_images < 1:
-            raise ValueError(f"num_images must be a positive int, got {num_images}.")
-        self.network = network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
-        self.dataset = dataset
-        self.output_dir = Path(output_dir)
+        super().__init__(network, dataset, output_dir, num_images, prefix="overlay")
         self.inferer = inferer
-        self.num_images = num_images
         self.alpha = alpha
         self.image_key, self.label_key, self.name_key = image_key, label_key, name_key
-        self.saved: list[Path] = []
-
-    def attach(self, engine: Engine) -> None:
-        """Run at the end of every run of ``engine``."""
-        engine.add_event_handler(Events.COMPLETED, self)
 
     @torch.no_grad()
     def __call__(self, engine: Engine | None = None) -> list[Path]:
@@ -79,19 +69,14 @@ class SegmentationOverlayHandler:
         was_training = self.network.training
         self.network.eval()
         device = next(self.network.parameters()).device
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        for old in self.output_dir.glob("overlay_*.png"):
-            old.unlink()
-        self.saved = []
         try:
-            for k in range(min(self.num_images, len(self.dataset))):
-                item = self.dataset[k]
+            for k, item in self.items():
                 image = torch.as_tensor(item[self.image_key], dtype=torch.float32)
                 label = torch.as_tensor(item[self.label_key])
                 inputs = image[None].to(device)
                 logits = self.inferer(inputs, self.network) if self.inferer is not None else self.network(inputs)
                 pred = logits.argmax(1).cpu()
-                self.saved.append(self._save(k, item, image, label[:1].long(), pred))
+                self._save(k, item, image, label[:1].long(), pred)
         finally:
             self.network.train(was_training)
         return self.saved
@@ -101,19 +86,14 @@ class SegmentationOverlayHandler:
             z = int((label > 0).flatten(1, 2).sum(1)[0].argmax())
             image, label, pred = image[..., z], label[..., z], pred[..., z]
         image = rescale_array(image[:3] if image.shape[0] >= 3 else image[:1])
-        grey = image.expand(3, *image.shape[1:]) if image.shape[0] == 1 else image
         top = max(int(label.max()), int(pred.max()), 1)
-        panels = [grey]
+        panels = [image]
         for labels in (label, pred):
             # Fixed colours per class (label / top), so ground truth and prediction are comparable.
             blended = blend_images(
                 image, labels.float() / top, alpha=self.alpha * (labels > 0).float(), cmap="hsv", rescale_arrays=False
             )
             panels.append(torch.as_tensor(blended))
-        rgb = torch.cat(panels, dim=-1)
-        pixels = (np.clip(np.moveaxis(np.asarray(rgb), 0, -1), 0.0, 1.0) * 255).round().astype(np.uint8)
         meta = getattr(item[self.image_key], "meta", {})  # MONAI's MetaTensor knows its file
         name = Path(str(item.get(self.name_key, meta.get("filename_or_obj", k)))).name.split(".")[0]
-        path = self.output_dir / f"overlay_{k:02d}_{name}.png"
-        Image.fromarray(pixels).save(path)
-        return path
+        return self.write_png(panels, f"{k:02d}_{name}")
