@@ -245,6 +245,11 @@ def read_chestxray14_csv(
     return names, labels, patients
 
 
+def _check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+
+
 def random_split(num_items: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """
     A seeded random split by item: ``round(num_items * val_fraction)`` validation items, the rest for
@@ -261,8 +266,7 @@ def random_split(num_items: int, val_fraction: float = 0.2, seed: int = 0) -> tu
     Raises:
         ValueError: when ``val_fraction`` is outside (0, 1).
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    _check_val_fraction(val_fraction)
     order = np.random.default_rng(seed).permutation(num_items)
     num_val = int(round(num_items * val_fraction))
     return np.sort(order[num_val:]), np.sort(order[:num_val])
@@ -287,8 +291,7 @@ def patient_split(
     Raises:
         ValueError: when ``val_fraction`` is outside (0, 1).
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    _check_val_fraction(val_fraction)
     patients, inverse = np.unique(np.asarray(patient_ids), return_inverse=True)
     counts = np.bincount(inverse, minlength=len(patients))
     order = np.random.default_rng(seed).permutation(len(patients))

@@ -42,36 +42,30 @@ def _mirror_weight(n: int, length: int, like: torch.Tensor) -> torch.Tensor:
     return weight
 
 
-def _interleave(spectrum: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+def _scaled_copy(parts: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     """
-    Complex (B, C, *grid) to the real interleaved layout (B, 2C, *grid), times ``scale`` (per frequency of
-    the last axis) in the same pass. ``torch.mul(..., out=)`` writes the layout directly; autograd does not
-    take ``out=``, so a double backward takes the out-of-place path.
+    ``parts * scale`` (or a copy of ``parts``) as a contiguous tensor in one pass: ``torch.mul(..., out=)``
+    writes the new layout directly. Autograd does not take ``out=``, so a double backward takes the
+    out-of-place path.
     """
-    parts = torch.view_as_real(spectrum).movedim(-1, 2)  # (B, C, 2, *grid), a strided view
-    shape = [parts.shape[0], -1] + list(parts.shape[3:])
     if torch.is_grad_enabled():
-        return (parts if scale is None else parts * scale).reshape(shape)
+        return (parts if scale is None else parts * scale).contiguous()
     out = torch.empty(parts.shape, dtype=parts.dtype, device=parts.device)
     if scale is None:
-        out.copy_(parts)
-    else:
-        torch.mul(parts, scale, out=out)
-    return out.view(shape)
+        return out.copy_(parts)
+    return torch.mul(parts, scale, out=out)
+
+
+def _interleave(spectrum: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Complex (B, C, *grid) to the real interleaved layout (B, 2C, *grid), times ``scale`` (per last-axis frequency)."""
+    parts = torch.view_as_real(spectrum).movedim(-1, 2)  # (B, C, 2, *grid), a strided view
+    return _scaled_copy(parts, scale).view([parts.shape[0], -1] + list(parts.shape[3:]))
 
 
 def _deinterleave(z: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
     """The interleaved layout (B, 2C, *grid) back to a contiguous complex (B, C, *grid), times ``scale``."""
     parts = z.reshape([z.shape[0], -1, 2] + list(z.shape[2:])).movedim(2, -1)  # (B, C, *grid, 2)
-    weight = None if scale is None else scale.unsqueeze(-1)
-    if torch.is_grad_enabled():
-        return torch.view_as_complex((parts if weight is None else parts * weight).contiguous())
-    out = torch.empty(parts.shape, dtype=parts.dtype, device=parts.device)
-    if weight is None:
-        out.copy_(parts)
-    else:
-        torch.mul(parts, weight, out=out)
-    return torch.view_as_complex(out)
+    return torch.view_as_complex(_scaled_copy(parts, None if scale is None else scale.unsqueeze(-1)))
 
 
 class _InterleavedRFFTN(torch.autograd.Function):
