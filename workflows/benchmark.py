@@ -185,11 +185,6 @@ def bench_networks(size: int, device: torch.device, warmup: int, repeats: int) -
     return rows
 
 
-class _SkipNorm(nn.Module):
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return z
-
-
 class _SkipPhi(nn.Module):
     def forward(self, z: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
         return z
@@ -215,7 +210,7 @@ def srb_breakdown(size: int, channels: int, batch: int, device: torch.device, wa
     rows.append(("FFT path only (phi skipped)", time_fn(step, warmup, repeats, device)))
     block.phi = phi
     norms = phi.norm_reduce, phi.norm_expand
-    phi.norm_reduce, phi.norm_expand = _SkipNorm(), _SkipNorm()
+    phi.norm_reduce, phi.norm_expand = nn.Identity(), nn.Identity()
     rows.append(("SRB_F without phi's two batch norms", time_fn(step, warmup, repeats, device)))
     phi.norm_reduce, phi.norm_expand = norms
     z = block.f(x.detach()).requires_grad_()
