@@ -142,8 +142,21 @@ def _npz_labels(npz: Any, path: Path) -> dict[str, np.ndarray]:
     splits = [s for s in ("train", "val", "test") if f"{s}_labels" in npz.files]
     labels = {}
     for s in splits:
-        y = np.asarray(npz[f"{s}_labels"])
-        labels[s] = y.reshape(len(y), -1)
+        key = f"{s}_labels"
+        y = np.asarray(npz[key])
+        if y.dtype != np.bool_ and not np.issubdtype(y.dtype, np.integer) and not np.issubdtype(y.dtype, np.floating):
+            raise ValueError(f"MedMNIST file {path}: {key} has dtype {y.dtype}, expected integer (or bool) labels.")
+        y = y.reshape(len(y), -1)
+        # Checked here, before any use: a class index of -1 would index the last class of a one-hot row, and
+        # 1.5 would be truncated to 1, both silently.
+        bad = ~np.isfinite(y) | (y != np.round(y)) | (y < 0) if y.dtype != np.bool_ else np.zeros(y.shape, bool)
+        if bad.any():
+            i = int(np.flatnonzero(bad.any(axis=1))[0])
+            raise ValueError(
+                f"MedMNIST file {path}: {key}[{i}] = {y[i].tolist()}; labels must be class indices >= 0 or 0/1 "
+                f"columns ({int(bad.any(axis=1).sum())} such row(s) in {key})."
+            )
+        labels[s] = y
     return labels
 
 
@@ -199,21 +212,27 @@ def read_chestxray14_csv(
         class_names: the label order; a row's pipe-separated ``Finding Labels`` become a 0/1 row in this order,
             ``"No Finding"`` an all-zero row.
 
+    The file is read as UTF-8, with or without a byte order mark (spreadsheet programs write one).
+
     Returns:
         image file names, labels ``(N, len(class_names))`` float32, patient ids (strings), in file order.
 
     Raises:
-        ValueError: naming the file when it cannot be read, lacks columns (named), has no rows, or a row holds a
-            finding that is not in ``class_names``.
+        ValueError: naming the file when it cannot be read, lacks columns (named), has no rows, a row holds a
+            finding that is not in ``class_names``, or an image is listed on more than one row (named with its
+            line numbers: a split by row could put one image in both training and validation, and which row's
+            labels hold is not for the reader to guess, so duplicates are refused rather than dropped).
     """
     path = Path(csv_path)
     index = {name: i for i, name in enumerate(class_names)}
     names: list[str] = []
     patients: list[str] = []
     rows: list[list[int]] = []
+    lines: dict[str, list[int]] = {}
     try:
         opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", newline="") as f:
+        # utf-8-sig: a BOM would otherwise become part of the first column's name ("\ufeffImage Index").
+        with opener(path, "rt", newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f)
             missing = [c for c in CHESTXRAY14_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
@@ -233,12 +252,20 @@ def read_chestxray14_csv(
                         )
                     hot.append(index[finding])
                 names.append(row["Image Index"])
+                lines.setdefault(row["Image Index"], []).append(line)
                 patients.append(row["Patient ID"])
                 rows.append(hot)
     except (OSError, UnicodeDecodeError, csv.Error, EOFError) as e:
         raise ValueError(f"ChestX-ray14 table {path} cannot be read: {e}") from e
     if not names:
         raise ValueError(f"ChestX-ray14 table {path} has no rows.")
+    duplicates = {name: at for name, at in lines.items() if len(at) > 1}
+    if duplicates:
+        shown = "; ".join(f"{name!r} on lines {at}" for name, at in list(duplicates.items())[:3])
+        raise ValueError(
+            f"ChestX-ray14 table {path} lists {len(duplicates)} image(s) on more than one row ({shown}); a split "
+            "by row could put one image in both training and validation: keep one row per image."
+        )
     labels = np.zeros((len(rows), len(class_names)), dtype=np.float32)
     for r, hot in enumerate(rows):
         labels[r, hot] = 1.0
@@ -410,6 +437,36 @@ def _num_classes(labels: Mapping[str, np.ndarray], task: str) -> int:
     return int(max(int(y.max()) for y in labels.values() if y.size) + 1)
 
 
+def _to_uint8(images: np.ndarray, num: int, path: Path, key: str) -> np.ndarray:
+    """
+    The first ``num`` images as uint8: MedMNIST's own uint8 as they are; integers in [0, 255] cast; floats
+    scaled from [0, 1] or taken as [0, 255] (decided for the whole key by its range), rounded as a PNG would be.
+    """
+    if images.dtype == np.uint8 or images.size == 0:
+        return images[:num].astype(np.uint8, copy=False)
+    is_int = np.issubdtype(images.dtype, np.integer)
+    if not is_int and not np.issubdtype(images.dtype, np.floating):
+        raise ValueError(
+            f"MedMNIST file {path}: {key} has dtype {images.dtype}, expected uint8, integers in [0, 255], or floats "
+            "in [0, 1] or [0, 255]."
+        )
+    if not is_int and not np.isfinite(images).all():
+        raise ValueError(f"MedMNIST file {path}: {key} holds NaN or infinite values.")
+    lo, hi = float(images.min()), float(images.max())
+    # A value counts as in range when it rounds into [0, 255] after scaling. A float maximum between 1 and 2
+    # is refused: read as [0, 255] it would make nearly black images, read as [0, 1] it is out of range.
+    if not is_int and lo >= -0.5 / 255 and hi <= 1.0 + 0.5 / 255:
+        scale = 255.0
+    elif lo < -0.5 or hi > 255.5 or (not is_int and hi < 2.0):
+        raise ValueError(
+            f"MedMNIST file {path}: {key} ({images.dtype}) holds values in [{lo:g}, {hi:g}], expected "
+            f"{'[0, 255]' if is_int else '[0, 1] or [0, 255]'}."
+        )
+    else:
+        scale = 1.0
+    return np.clip(np.round(images[:num].astype(np.float32) * scale), 0, 255).astype(np.uint8)
+
+
 def _to_channels(images: np.ndarray, in_channels: int, path: Path, key: str) -> np.ndarray:
     """(N, H, W) or (N, H, W, C) uint8 -> (N, in_channels, H, W), converting colour as PIL's 'L' / 'RGB' do."""
     if images.ndim == 3:
@@ -438,6 +495,10 @@ def medmnist_datalists(
     Data lists of a MedMNIST v2 ``.npz`` file (``{train,val,test}_images`` uint8 ``(N, H, W[, 3])``,
     ``{train,val,test}_labels`` ``(N, 1)`` class indices or ``(N, K)`` 0/1 columns), with its official split.
 
+    Images of another dtype are converted to uint8: integers must lie in [0, 255]; floats in [0, 1] (when a
+    key's maximum is at most 1, scaled by 255) or in [0, 255], rounded. Anything else is refused, as are
+    negative or fractional labels.
+
     Labels are float32 rows of one column per class: one-hot for ``"multi-class"`` (which
     ``torch.nn.CrossEntropyLoss`` takes as class probabilities and ``compute_roc_auc`` as 0/1 columns), the 0/1
     columns themselves for ``"multi-label"``.
@@ -454,7 +515,9 @@ def medmnist_datalists(
 
     Raises:
         ValueError: naming the file: unreadable, keys missing (named), images and labels of different counts,
-            images that are not 2D, labels that do not fit ``task``, a bad ``task`` or ``in_channels``.
+            images that are not 2D, images of another dtype or range (naming the key and the range found),
+            negative or fractional labels (naming the key and row), labels that do not fit ``task``, a bad
+            ``task`` or ``in_channels``.
     """
     path = Path(npz_path)
     task = task or infer_task(path)
@@ -476,7 +539,7 @@ def medmnist_datalists(
                     f"MedMNIST file {path}: {split}_images holds {len(images)} images but {split}_labels "
                     f"{len(y)} labels."
                 )
-            images = _to_channels(images[:n], in_channels, path, f"{split}_images")
+            images = _to_channels(_to_uint8(images, n, path, f"{split}_images"), in_channels, path, f"{split}_images")
             lists[split] = [
                 {
                     "image": images[i],

@@ -305,3 +305,107 @@ def test_synthetic_rejects_bad_sizes(tmp_path):
         cx.write_synthetic_chestxray14(tmp_path, num_samples=4, image_size=30)
     with pytest.raises(ValueError, match="at least 2"):
         cx.write_synthetic_chestxray14(tmp_path, num_samples=1)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_csv_with_utf8_bom_is_read(tmp_path, gz):
+    # Spreadsheet programs save "CSV UTF-8" with a byte order mark before the first column's name.
+    root = _chestxray_folder(tmp_path, _rows(4), gz=gz)
+    csv_path = cx.find_chestxray14_csv(root)
+    opener = gzip.open if gz else open
+    with opener(csv_path, "rb") as f:
+        text = f.read()
+    with opener(csv_path, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + text)
+    names, labels, patients = cx.read_chestxray14_csv(csv_path)
+    assert names == [r[0] for r in _rows(4)] and patients == ["0", "0", "1", "1"]
+    assert labels[2].nonzero()[0].tolist() == [2, 4]
+
+
+@pytest.mark.parametrize(
+    "duplicated, match",
+    [
+        ([3], r"1 image\(s\) on more than one row \('00000003_000.png' on lines \[5, 10\]\)"),
+        ([0, 3, 3], r"2 image\(s\).*'00000000_000.png' on lines \[2, 10\]; '00000003_000.png' on lines \[5, 11, 12\]"),
+    ],
+)
+def test_duplicate_csv_rows_are_refused_naming_image_and_lines(tmp_path, duplicated, match):
+    # Without the check, a repeated row can put one image in both training and validation.
+    rows = _rows(8)
+    root = _chestxray_folder(tmp_path, rows + [(rows[i][0], "Hernia", rows[i][2]) for i in duplicated])
+    with pytest.raises(ValueError, match=match):
+        cx.read_chestxray14_csv(root / "Data_Entry_2017.csv")
+    for patient_wise in (False, True):
+        with pytest.raises(ValueError, match="keep one row per image"):
+            cx.chestxray14_datalists(root, val_fraction=0.5, patient_wise=patient_wise)
+
+
+def _float_images(kind: str, source: np.ndarray) -> np.ndarray:
+    return {
+        "float32 [0, 1]": (source / 255.0).astype(np.float32),
+        "float64 [0, 255]": source.astype(np.float64),
+        "float32 [0, 1] rounding error": np.clip(source / 255.0 + 1e-4, 0, None).astype(np.float32),
+        "int64 [0, 255]": source.astype(np.int64),
+    }[kind]
+
+
+@pytest.mark.parametrize(
+    "kind", ["float32 [0, 1]", "float64 [0, 255]", "float32 [0, 1] rounding error", "int64 [0, 255]"]
+)
+@pytest.mark.parametrize("rgb", [False, True])
+def test_medmnist_float_and_wide_integer_images_read_as_uint8(tmp_path, kind, rgb):
+    arrays = _medmnist_arrays(rgb=rgb)
+    arrays["train_images"][0] = 255  # every kind reaches its range's top
+    uint8_path = _npz(tmp_path / "uint8.npz", **arrays)
+    converted = {k: _float_images(kind, v) if k.endswith("_images") else v for k, v in arrays.items()}
+    path = _npz(tmp_path / "converted.npz", **converted)
+    for in_channels in (1, 3):
+        expected, got = cx.medmnist_datalists(uint8_path, in_channels=in_channels), cx.medmnist_datalists(
+            path, in_channels=in_channels
+        )
+        for split in ("train", "val", "test"):
+            for a, b in zip(expected[split], got[split]):
+                assert b["image"].dtype == np.uint8 and np.array_equal(a["image"], b["image"]), (split, b["name"])
+
+
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (lambda x: (x / 127.5 - 1.0).astype(np.float32), r"train_images \(float32\) holds values in \[-1, 1\]"),
+        (lambda x: x.astype(np.float32) * 1.5, r"train_images \(float32\) holds values in \[0, 382.5\]"),
+        (lambda x: (x / 255.0 * 1.5).astype(np.float32), r"train_images \(float32\) holds values in \[0, 1.5\]"),
+        (lambda x: np.where(x > 250, np.nan, x / 255.0), r"train_images holds NaN or infinite"),
+        (lambda x: x.astype(np.uint16) * 16, r"train_images \(uint16\) holds values in \[0, 4080\], expected \[0, 255\]"),
+        (lambda x: x > 127, r"train_images has dtype bool"),
+        (lambda x: x.astype(np.complex64), r"train_images has dtype complex64"),
+    ],
+    ids=["float [-1, 1]", "float [0, 382.5]", "float [0, 1.5]", "float NaN", "uint16 12-bit", "bool", "complex"],
+)
+def test_medmnist_images_of_another_range_or_dtype_are_refused(tmp_path, images, match):
+    arrays = _medmnist_arrays()
+    arrays["train_images"][0] = 255
+    arrays["train_images"] = images(arrays["train_images"])
+    path = _npz(tmp_path / "bad_images.npz", **arrays)
+    with pytest.raises(ValueError, match=match) as info:
+        cx.classification_datalists(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (np.array([[0], [1], [-1], [2], [0], [1]], np.int64), r"train_labels\[2\] = \[-1\]"),
+        (np.array([[0], [1], [2], [1.5], [0], [1]], np.float32), r"train_labels\[3\] = \[1.5\]"),
+        (np.array([[0, 1], [1, 0], [0, -1], [1, 1], [0, 0], [1, 0]], np.int8), r"train_labels\[2\] = \[0, -1\]"),
+    ],
+    ids=["negative class index", "fractional class index", "negative multi-label column"],
+)
+def test_negative_or_fractional_medmnist_labels_are_refused(tmp_path, labels, match):
+    # A class index of -1 would silently become the last class of a one-hot row, and 1.5 class 1.
+    arrays = _medmnist_arrays()
+    arrays["train_labels"] = labels
+    path = _npz(tmp_path / "bad_labels.npz", **arrays)
+    for call in (cx.infer_task, cx.classification_datalists):
+        with pytest.raises(ValueError, match=match) as info:
+            call(path)
+        assert str(path) in str(info.value)
