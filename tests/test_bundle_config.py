@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from monai_srb.bundle_config import (
+    NETWORK_CONFIG_FILE,
+    OutputDirLock,
+    as_bool,
+    as_bools,
+    check_size,
+    load_network_config,
+    save_network_config,
+)
+
+# (value on the command line or in a config, boolean it means)
+BOOLS = [
+    (True, True), (False, False), (1, True), (0, False),
+    ("true", True), ("True", True), ("TRUE", True), ("yes", True), ("Yes", True), ("1", True), (" true ", True),
+    ("false", False), ("False", False), ("FALSE", False), ("no", False), ("NO", False), ("0", False),
+]
+NOT_BOOLS = ["maybe", "", "2", "t", "on", 2, -1, 0.0, 1.5, None, [True]]
+
+
+@pytest.mark.parametrize("value,expected", BOOLS, ids=[repr(v) for v, _ in BOOLS])
+def test_as_bool_accepts_the_documented_spellings(value, expected):
+    assert as_bool(value, "amp") is expected
+
+
+@pytest.mark.parametrize("value", NOT_BOOLS, ids=[repr(v) for v in NOT_BOOLS])
+def test_as_bool_rejects_anything_else_naming_the_id(value):
+    with pytest.raises(ValueError, match=r"override 'weighted_loss' must be a boolean .* got " + re.escape(repr(value))):
+        as_bool(value, "weighted_loss")
+
+
+def test_as_bools_names_the_bad_id():
+    assert as_bools(amp="false", check_data=1) == {"amp": False, "check_data": True}
+    with pytest.raises(ValueError, match="'check_data'"):
+        as_bools(amp="false", check_data="maybe")
+
+
+# (value, check_size keyword arguments, returned size)
+GOOD_SIZES = [
+    (64, {}, 64),
+    (28, {}, 28),
+    (32, {"multiple_of": 16, "minimum": 32}, 32),
+    (64, {"spatial_dims": 3, "multiple_of": 16}, 64),
+    ([32, 48, 64], {"spatial_dims": 3, "multiple_of": 16}, (32, 48, 64)),
+    ((32, 32), {"spatial_dims": 2}, (32, 32)),
+]
+# (value, check_size keyword arguments)
+BAD_SIZES = [
+    ([64, 64], {}),
+    ("64", {}),
+    ("64x64", {}),
+    (0, {}),
+    (-32, {}),
+    (64.0, {}),
+    (True, {}),
+    (None, {}),
+    (40, {"multiple_of": 16}),
+    (16, {"multiple_of": 16, "minimum": 32}),
+    ([32, 32], {"spatial_dims": 3}),
+    ([24, 32, 32], {"spatial_dims": 3, "multiple_of": 16}),
+    ([32, 32, 0], {"spatial_dims": 3}),
+    ([32, "32", 32], {"spatial_dims": 3}),
+]
+
+
+@pytest.mark.parametrize("value,kwargs,expected", GOOD_SIZES)
+def test_check_size_returns_valid_sizes(value, kwargs, expected):
+    assert check_size(value, "patch_size", **kwargs) == expected
+
+
+@pytest.mark.parametrize("value,kwargs", BAD_SIZES, ids=[f"{v!r}-{k}" for v, k in BAD_SIZES])
+def test_check_size_rejects_bad_sizes_naming_the_override(value, kwargs):
+    with pytest.raises(ValueError, match=r"override 'patch_size' must be a positive integer.*got "):
+        check_size(value, "patch_size", **kwargs)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_second_process_is_refused_until_the_first_is_killed(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from monai_srb.bundle_config import OutputDirLock; "
+         f"OutputDirLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        lock = OutputDirLock(str(tmp_path))
+        with pytest.raises(RuntimeError, match=rf"output_dir '{tmp_path}' is in use by another run \(PID {holder.pid}"):
+            lock.acquire()
+        assert not lock.held
+    finally:
+        holder.kill()  # kill -9: the holder never releases its lock
+        holder.wait()
+    with pytest.warns(RuntimeWarning, match=rf"stale lock .*run.lock \(PID {holder.pid}, which is no longer running"):
+        lock.acquire()
+    assert lock.held and (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
+    lock.release()
+    assert not (tmp_path / "run.lock").exists()
+
+
+def test_lock_is_created_released_and_reentrant_in_one_process(tmp_path):
+    out = tmp_path / "new" / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with OutputDirLock(str(out)) as first:
+            assert (out / "run.lock").is_file()
+            # an earlier in-process run that failed before finalize: its lock is this process's own
+            second = OutputDirLock(str(out)).acquire()
+            assert second.held
+        assert not (out / "run.lock").exists()
+        second.release()  # a second release is harmless
+        first.release()
+
+
+def test_stale_and_unreadable_locks_are_taken_over(tmp_path):
+    (tmp_path / "run.lock").write_text(f"{_dead_pid()}\n")
+    with pytest.warns(RuntimeWarning, match="no longer running"):
+        OutputDirLock(str(tmp_path)).acquire().release()
+    (tmp_path / "run.lock").write_text("")  # a run killed between creating and writing its lock
+    with pytest.warns(RuntimeWarning, match="no readable PID"):
+        OutputDirLock(str(tmp_path)).acquire().release()
+
+
+def test_lock_of_another_host_is_respected(tmp_path):
+    (tmp_path / "run.lock").write_text(f"{_dead_pid()}\nanother-host.example\n")
+    with pytest.raises(RuntimeError, match="on host another-host.example"):
+        OutputDirLock(str(tmp_path)).acquire()
+
+
+def test_disabled_lock_on_other_ranks_writes_nothing(tmp_path):
+    (tmp_path / "run.lock").write_text(f"{os.getppid()}\n")
+    lock = OutputDirLock(str(tmp_path), enabled=False).acquire()
+    lock.release()
+    assert not lock.held and (tmp_path / "run.lock").read_text() == f"{os.getppid()}\n"
+
+
+def test_network_config_round_trip(tmp_path):
+    path = save_network_config(str(tmp_path / "models"), {"image_size": 64, "patch_size": (32, 32, 32), "block": "srb_aom"})
+    assert os.path.basename(path) == NETWORK_CONFIG_FILE
+    assert load_network_config(str(tmp_path / "models")) == {"image_size": 64, "patch_size": [32, 32, 32], "block": "srb_aom"}
+    assert load_network_config(str(tmp_path / "none")) == {}
+    with pytest.raises(ValueError, match="JSON values"):
+        save_network_config(str(tmp_path), {"network": object()})
+    (tmp_path / NETWORK_CONFIG_FILE).write_text(json.dumps({"image_size": 64}))
+    with pytest.raises(ValueError, match="must hold"):
+        load_network_config(str(tmp_path))
