@@ -7,6 +7,8 @@ from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
+from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims
+
 __all__ = ["DoubleAttentionBlock"]
 
 
@@ -54,10 +56,8 @@ class DoubleAttentionBlock(nn.Module):
         norm: str | tuple | None = "batch",
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int, got {in_channels}.")
+        spatial_dims = check_spatial_dims(spatial_dims)
+        in_channels = check_positive_int(in_channels, "in_channels")
         if key_channels is None:
             key_channels = max(in_channels // 4, 1)
         if key_channels < 1:

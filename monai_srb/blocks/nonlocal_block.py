@@ -8,6 +8,8 @@ from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
+from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims
+
 __all__ = ["NonLocalBlock"]
 
 
@@ -55,10 +57,8 @@ class NonLocalBlock(nn.Module):
         norm: str | tuple | None = "batch",
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int, got {in_channels}.")
+        spatial_dims = check_spatial_dims(spatial_dims)
+        in_channels = check_positive_int(in_channels, "in_channels")
         if inter_channels is None:
             inter_channels = max(in_channels // 2, 1)
         if inter_channels < 1:

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from monai_srb.spectral.sizes import check_spatial_size
+
 __all__ = ["SpectralReLU"]
 
 
@@ -56,14 +58,14 @@ class SpectralReLU(nn.Module):
             (DCT, AOM) whose grid is ``spatial_size``.
 
     Raises:
-        ValueError: when ``spatial_size`` does not have 2 or 3 positive entries.
+        ValueError: when ``spatial_size`` does not have 2 or 3 entries, each an int of at least 1.
     """
 
     def __init__(self, spatial_size: Sequence[int], onesided: bool = False) -> None:
         super().__init__()
-        size = [int(s) for s in spatial_size]
-        if len(size) not in (2, 3) or min(size) < 1:
-            raise ValueError(f"spatial_size must have 2 or 3 positive entries, got {tuple(spatial_size)}.")
+        if isinstance(spatial_size, str) or not isinstance(spatial_size, Sequence) or len(spatial_size) not in (2, 3):
+            raise ValueError(f"spatial_size must have 2 or 3 positive int entries, got {spatial_size!r}.")
+        size = check_spatial_size(spatial_size, len(spatial_size))
         self.spatial_size: list[int] = size
         self.onesided = onesided
         grid = size[:-1] + [size[-1] // 2 + 1] if onesided else size

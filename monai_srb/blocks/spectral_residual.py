@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.layers.utils import get_norm_layer
-from monai.utils import ensure_tuple_rep
 from torch import nn
 
 from monai_srb.blocks.pointwise import GroupedPointwiseConv
 from monai_srb.blocks.spectral_relu import SpectralReLU
 from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform
+from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SpectralResidualBlock", "SpectralSubNetwork", "TRANSFORMS", "DEFAULT_SPECTRAL_SIZE"]
 
@@ -77,10 +77,21 @@ class SpectralResidualBlock(nn.Module):
     :func:`monai_srb.spectral.retract_orthogonal_` after each optimiser step), ``"dct"`` (SRB_DCT,
     orthonormal DCT-II, any input size).
 
-    The spectral branch (transform, ``phi``, inverse) runs in float32 with autocast switched off, whatever
-    the autocast dtype: cuFFT's half-precision transforms only take power-of-two sizes, and half-precision
-    AOM/DCT matmuls and 1x1 convs on a spectrum lose accuracy (see ``workflows/amp_check.py``). The branch
-    is cast back to the input's dtype.
+    The spectral branch (transform, ``phi``, inverse) runs in the block's dtype with autocast switched off:
+    float32 for a default block, whatever the input's or the autocast dtype (cuFFT's half-precision
+    transforms only take power-of-two sizes, and half-precision AOM/DCT matmuls and 1x1 convs on a spectrum
+    lose accuracy, see ``workflows/amp_check.py``), float64 after ``block.double()``. The branch is cast
+    back to the input's dtype and the residual sum is taken in it, so every floating-point input works with
+    every block and the output has the input's dtype: a float64 input to a default block gives a float64
+    output whose branch was computed in float32 (``block.double()`` for float64 throughout), a float16 or
+    bfloat16 input a half-precision output whose branch was computed in float32. Integer and bool inputs
+    are rejected: there is no residual to add to them.
+
+    In eval mode the block is per sample (the norms use their running statistics), so a NaN or Inf in one
+    sample never reaches another sample's output, and at ``alpha == 0`` it returns its input exactly, NaN
+    and Inf included. In training the branch always runs, because ``alpha``'s gradient comes through it
+    even at ``alpha == 0``: a non-finite input then gives a non-finite output, and batch norm's batch
+    statistics spread it over the batch.
 
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3.
@@ -99,9 +110,11 @@ class SpectralResidualBlock(nn.Module):
             parametrisation), see :class:`monai_srb.spectral.AdaptiveOrthogonalTransform`.
 
     Raises:
-        ValueError: on a bad ``spatial_dims``, ``in_channels``, ``transform``, ``reduction`` or ``groups``,
-            a missing ``spatial_size`` for ``"aom"``; in ``forward``, on a wrong channel count or (AOM) a
-            spatial size other than ``spatial_size``.
+        ValueError: on a bad ``spatial_dims`` (2 or 3, an int), ``in_channels``, ``transform``, ``reduction``
+            or ``groups``; a ``spatial_size`` that is not one int of at least 1 or one per spatial dim (``0``
+            and ``16.7`` are errors, not the default or 16); a missing ``spatial_size`` for ``"aom"``; in
+            ``forward``, on a wrong channel count, an input that is not floating-point, an empty input
+            (batch size 0) or (AOM) a spatial size other than ``spatial_size``.
     """
 
     def __init__(
@@ -118,17 +131,16 @@ class SpectralResidualBlock(nn.Module):
         fft_impl: str = "fft",
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
-        if in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int, got {in_channels}.")
+        spatial_dims = check_spatial_dims(spatial_dims)
+        in_channels = check_positive_int(in_channels, "in_channels")
         if transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
         if transform == "aom" and spatial_size is None:
             raise ValueError("transform='aom' needs spatial_size (the AOM matrices are H x H and W x W), got None.")
-        if reduction < 1 or in_channels % reduction:
+        if check_positive_int(reduction, "reduction") and in_channels % reduction:
             raise ValueError(f"reduction must be a positive divisor of in_channels={in_channels}, got {reduction}.")
-        size = [int(s) for s in ensure_tuple_rep(spatial_size or DEFAULT_SPECTRAL_SIZE, spatial_dims)]
+        # ``is None``, not ``or``: spatial_size=0 is an error, not the default grid.
+        size = check_spatial_size(DEFAULT_SPECTRAL_SIZE if spatial_size is None else spatial_size, spatial_dims)
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -167,14 +179,28 @@ class SpectralResidualBlock(nn.Module):
                 f"SpectralResidualBlock expects input (batch, {self.in_channels}, {self.spatial_dims} spatial dims), "
                 f"got shape {list(x.shape)}."
             )
+        if not x.is_floating_point():
+            # alpha cast to an integer dtype is 0: the block would silently return its input.
+            raise ValueError(f"SpectralResidualBlock expects a floating-point input, got dtype {x.dtype}.")
+        if x.numel() == 0:
+            raise ValueError(
+                f"SpectralResidualBlock expects a non-empty input (batch and every spatial size at least 1), "
+                f"got shape {list(x.shape)}."
+            )
         spatial_size = list(x.shape[2:])
-        # float32 at least, whatever the autocast dtype; float64 stays float64.
-        spectral_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        # The block's own dtype, float32 at least, whatever the input's and the autocast dtype.
+        spectral_dtype = torch.float64 if self.alpha.dtype == torch.float64 else torch.float32
         if torch.jit.is_scripting():  # TorchScript has no autocast to leave
             y = self._branch(x.to(spectral_dtype), spatial_size)
         else:
             y = self._branch_outside_autocast(x.to(spectral_dtype), spatial_size)
-        return torch.addcmul(x, self.alpha.to(x.dtype), y.to(x.dtype))
+        out = torch.addcmul(x, self.alpha.to(x.dtype), y.to(x.dtype))
+        if self.training:
+            return out
+        # alpha = 0 returns x exactly even where the branch is not finite (0 * NaN is NaN, and an Inf in x
+        # gives NaN in the branch). A mask, not an ``if``: no host sync, and traced exports keep both paths.
+        # Not in training, where alpha's gradient at 0 comes through the branch.
+        return torch.where(self.alpha == 0, x, out)
 
     def _branch(self, x: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
         """``f^-1(phi(f(x)))``."""

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from monai_srb.spectral.matrix_transform import mode_product
+from monai_srb.spectral.sizes import check_spatial_dims
 
 __all__ = ["FourierTransform", "dft_matrices"]
 
@@ -150,8 +151,7 @@ class FourierTransform(nn.Module):
 
     def __init__(self, spatial_dims: int, impl: str = "fft") -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        spatial_dims = check_spatial_dims(spatial_dims)
         if impl not in FFT_IMPLS:
             raise ValueError(f"impl must be one of {FFT_IMPLS}, got {impl!r}.")
         self.spatial_dims = spatial_dims

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from monai_srb.spectral.sizes import check_spatial_size
+
 __all__ = ["SeparableMatrixTransform", "mode_product"]
 
 
@@ -40,7 +42,8 @@ class SeparableMatrixTransform(nn.Module):
         spatial_size: spatial size the transform is built for, 2 or 3 positive entries.
 
     Raises:
-        ValueError: when ``spatial_size`` does not have 2 or 3 positive entries.
+        ValueError: when ``spatial_size`` does not have 2 or 3 entries, each an int of at least 1 (``0``
+            or ``16.7`` is rejected, not rounded).
     """
 
     channel_factor: int = 1
@@ -48,11 +51,10 @@ class SeparableMatrixTransform(nn.Module):
 
     def __init__(self, spatial_size: Sequence[int]) -> None:
         super().__init__()
-        size = [int(s) for s in spatial_size]
-        if len(size) not in (2, 3) or min(size) < 1:
-            raise ValueError(f"spatial_size must have 2 or 3 positive entries, got {tuple(spatial_size)}.")
-        self.spatial_size: list[int] = size
-        self.spatial_dims = len(size)
+        if isinstance(spatial_size, str) or not isinstance(spatial_size, Sequence) or len(spatial_size) not in (2, 3):
+            raise ValueError(f"spatial_size must have 2 or 3 positive int entries, got {spatial_size!r}.")
+        self.spatial_size: list[int] = check_spatial_size(spatial_size, len(spatial_size))
+        self.spatial_dims = len(self.spatial_size)
 
     def matrices(self, spatial_size: list[int]) -> list[torch.Tensor]:
         """The orthogonal matrix of each spatial axis for an input of ``spatial_size``."""

@@ -96,9 +96,83 @@ def test_float64(kwargs, shape):
     torch.manual_seed(0)
     block = _activate(SpectralResidualBlock(**kwargs)).eval()
     x = torch.randn(shape)
-    out = block.double()(x.double())
+    x64 = x.double().requires_grad_()
+    out = block.double()(x64)
     assert out.dtype == torch.float64
-    torch.testing.assert_close(out.float(), block.float()(x), atol=1e-4, rtol=1e-4)
+    out.pow(2).sum().backward()
+    assert x64.grad.dtype == torch.float64 and block.alpha.grad.dtype == torch.float64
+    torch.testing.assert_close(out.detach().float(), block.float()(x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs,shape", CASES[:3] + CASES[6:9])
+def test_float64_input_to_a_default_block(kwargs, shape):
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(**kwargs))
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    for mode in (True, False):
+        block.train(mode)
+        out = block(x)
+        assert out.dtype == torch.float64
+        out.pow(2).sum().backward()
+        assert x.grad.dtype == torch.float64 and torch.isfinite(x.grad).all()
+        assert block.alpha.grad.dtype == torch.float32 and block.alpha.grad.abs().item() > 0
+    # the branch runs in the block's float32: the float64 output matches the float32 one
+    torch.testing.assert_close(out.detach().float(), block(x.detach().float()), atol=1e-4, rtol=1e-4)
+
+
+def _non_finite_input(shape, sample: int = 0) -> torch.Tensor:
+    torch.manual_seed(2)
+    x = torch.randn(shape)
+    x[sample].view(-1)[0] = float("nan")
+    x[sample].view(-1)[3] = float("inf")
+    x[sample].view(-1)[5] = -float("inf")
+    return x
+
+
+@pytest.mark.parametrize("kwargs,shape", CASES)
+def test_identity_at_alpha_zero_keeps_nan_and_inf(kwargs, shape):
+    torch.manual_seed(0)
+    block = SpectralResidualBlock(**kwargs).eval()
+    x = _non_finite_input(shape)
+    runs = [block]
+    if kwargs.get("aom_mode") != "parametrization":
+        runs.append(torch.jit.script(block))
+    for run in runs:
+        out = run(x)
+        assert torch.equal(out.view(torch.int32), x.view(torch.int32))  # bit for bit, NaN included
+
+
+@pytest.mark.parametrize("kwargs,shape", CASES)
+def test_non_finite_sample_does_not_reach_other_samples_in_eval(kwargs, shape):
+    torch.manual_seed(0)
+    block = _activate(SpectralResidualBlock(**kwargs)).eval()
+    x = _non_finite_input(shape, sample=0)
+    out = block(x)
+    assert torch.isfinite(out[1:]).all()
+    torch.testing.assert_close(out[1:], block(x[1:]))
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool])
+def test_non_float_input_is_rejected(dtype):
+    block = _activate(SpectralResidualBlock(2, 4, spatial_size=8))
+    x = (torch.rand(1, 4, 8, 8) * 4).to(dtype)
+    message = f"floating-point input, got dtype {dtype}"
+    with pytest.raises(ValueError, match=message):
+        block(x)
+    # TorchScript formats a dtype as its enum value
+    with pytest.raises((ValueError, torch.jit.Error), match="floating-point input, got dtype"):
+        torch.jit.script(block)(x)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("shape", [(0, 4, 8, 8), (2, 4, 0, 8)])
+def test_empty_input_is_rejected(shape, train):
+    block = SpectralResidualBlock(2, 4).train(train)
+    message = rf"non-empty input .*got shape \[{', '.join(map(str, shape))}\]"
+    with pytest.raises(ValueError, match=message):
+        block(torch.randn(shape))
+    with pytest.raises((ValueError, torch.jit.Error), match=message):
+        torch.jit.script(block)(torch.randn(shape))
 
 
 @pytest.mark.parametrize("transform", ["fft", "dct"])
@@ -140,6 +214,18 @@ def test_gradient_reaches_alpha_and_phi():
         ({"spatial_dims": 2, "in_channels": 4, "reduction": 3}, "reduction"),
         ({"spatial_dims": 2, "in_channels": 4, "groups": 3}, "groups"),
         ({"spatial_dims": 2, "in_channels": 8, "reduction": 2, "groups": 8}, "groups"),
+        ({"spatial_dims": "2", "in_channels": 4}, r"spatial_dims must be 2 or 3 \(an int\), got '2' \(str\)"),
+        ({"spatial_dims": 2.0, "in_channels": 4}, r"spatial_dims .*got 2.0 \(float\)"),
+        ({"spatial_dims": 2, "in_channels": 4.0}, r"in_channels .*got 4.0 \(float\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "reduction": 2.0}, r"reduction .*got 2.0 \(float\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": -8}, r"spatial_size .*got -8 \(int\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": (16, 16.7)}, r"entry 16.7 \(float\)"),
+        ({"spatial_dims": 3, "in_channels": 4, "transform": "aom", "spatial_size": (8, 8)}, r"spatial_size .*\(2 entries\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "dct", "spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "dct", "spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "fft", "spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
     ],
 )
 def test_bad_arguments(kwargs, message):
