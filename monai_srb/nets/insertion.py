@@ -8,11 +8,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from monai_srb.blocks.double_attention import DoubleAttentionBlock
 from monai_srb.blocks.factory import BLOCK_NAMES, make_block
+from monai_srb.blocks.nonlocal_block import NonLocalBlock
+from monai_srb.blocks.spectral_residual import SpectralResidualBlock
 
 __all__ = ["InsertedBlock", "insert_blocks", "POSITIONS"]
 
 POSITIONS = ("before", "after")
+# Blocks whose insides are never points: inside an SRB the probe sees spectra, not feature maps.
+_BLOCK_TYPES = (SpectralResidualBlock, NonLocalBlock, DoubleAttentionBlock)
 
 
 class InsertedBlock(nn.Module):
@@ -212,6 +217,10 @@ def insert_blocks(
     (``"after"``: ``"layer4"`` rather than ``"layer4.2.bn3"`` in a ``ResNet``, ``"features"`` (after ``norm5``)
     in a ``DenseNet121``, ``"down_4"`` in a ``BasicUNet``). The rule follows the tensors, not the architecture's
     intent: ``"before"`` in a ``ResNet`` it picks ``"layer4.0.bn3"``; name the points when the place matters.
+    Blocks already in the network (SRBs, non-local and A2 blocks, e.g. ``SRBUNet``'s) and their insides are
+    never candidates. A network that already holds an :class:`InsertedBlock` is refused with ``points=None``:
+    a second call, e.g. a re-run notebook cell, would silently stack a second block; name the points to add
+    blocks on purpose. A named point inside a block is refused whatever ``points`` is.
 
     Args:
         network: the network to modify; it is modified in place and returned.
@@ -235,7 +244,9 @@ def insert_blocks(
         ValueError: on a bad ``position`` or ``block``; a missing or malformed ``example_input``; a point that
             is not a submodule of ``network``, or is named twice; a point whose probed input/output is not
             a (batch, channels, *spatial) tensor with ``example_input.ndim - 2`` spatial dims, differs
-            between calls, or was never called; ``points=None`` when no submodule sees such a map.
+            between calls, or was never called; a point inside a block (an inserted block's ``block``, an
+            SRB, a non-local or A2 block); ``points=None`` when no submodule sees such a map, or when
+            ``network`` already holds an :class:`InsertedBlock` (``insert_blocks`` called twice).
     """
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}.")
@@ -246,7 +257,21 @@ def insert_blocks(
         return network
 
     modules = dict(network.named_modules())
+    inserted = [n for n, m in modules.items() if isinstance(m, InsertedBlock)]
+    blocks = [n for n, m in modules.items() if n and isinstance(m, _BLOCK_TYPES)] + [f"{n}.block" for n in inserted]
+    if names is None and inserted:
+        raise ValueError(
+            f"insert_blocks(points=None): {type(network).__name__} already holds blocks inserted at {inserted} "
+            "(insert_blocks called twice, e.g. a re-run notebook cell?); points=None inserts the first block only, "
+            "name the points explicitly to add more."
+        )
     if names is not None:
+        nested = [n for n in names if any(n.startswith(f"{b}.") for b in blocks)]
+        if nested:
+            raise ValueError(
+                f"cannot insert a block inside another block: {nested} lie inside the blocks at "
+                f"{[b for b in blocks if any(n.startswith(f'{b}.') for n in nested)]}."
+            )
         for name in names:
             if name == "" or name not in modules:
                 valid = [n for n in modules if n][:8]
@@ -280,7 +305,8 @@ def insert_blocks(
         )
     spatial_dims = example_input.ndim - 2
 
-    records = _probe(network, [n for n in modules if n] if names is None else names, position, example_input)
+    candidates = [n for n in modules if n and not any(n == b or n.startswith(f"{b}.") for b in blocks)]
+    records = _probe(network, candidates if names is None else names, position, example_input)
     if names is None:
         deepest = _deepest_point(records, spatial_dims)
         if deepest is None:

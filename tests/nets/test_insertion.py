@@ -9,6 +9,7 @@ from torch import nn
 
 from monai_srb.blocks.spectral_residual import SpectralResidualBlock
 from monai_srb.nets.insertion import InsertedBlock, insert_blocks
+from monai_srb.nets.srb_unet import SRBUNet
 
 NETWORKS = {
     "unet_2d": (lambda: UNet(2, 1, 2, channels=(8, 16, 32), strides=(2, 2)), (2, 1, 32, 32)),
@@ -189,6 +190,46 @@ def test_bad_args(kwargs, match):
     kwargs.setdefault("example_input", shape)
     with pytest.raises(ValueError, match=match):
         insert_blocks(network, **kwargs)
+
+
+def _inserted(network: nn.Module) -> list[str]:
+    return [n for n, m in network.named_modules() if isinstance(m, InsertedBlock)]
+
+
+@pytest.mark.parametrize("name, position", [("unet_2d", "after"), ("unet_2d", "before"), ("basic_unet_2d", "after")])
+def test_points_none_twice_is_refused(name, position):
+    network, shape = build(name)
+    insert_blocks(network, None, "srb_fft", position, example_input=shape)
+    first, keys = _inserted(network), set(network.state_dict())
+    with pytest.raises(ValueError, match=rf"already holds blocks inserted at \['{first[0]}'\].*name the points"):
+        insert_blocks(network, None, "srb_fft", position, example_input=shape)
+    assert _inserted(network) == first and set(network.state_dict()) == keys
+
+
+# (network builder, a point inside a block, example_input)
+INSIDE_BLOCK_CASES = [
+    (lambda: insert_blocks(build("unet_2d")[0], "model.1.submodule.2", example_input=(1, 1, 32, 32)),
+     "model.1.submodule.2.block.phi", (1, 1, 32, 32)),
+    (lambda: insert_blocks(build("unet_2d")[0], "model.1.submodule.2", "nonlocal", example_input=(1, 1, 32, 32)),
+     "model.1.submodule.2.block.theta", (1, 1, 32, 32)),
+    (lambda: SRBUNet(2, 1, 2, features=(4, 4, 8, 8, 16, 4)), "srb_before_up4.f", (1, 1, 32, 32)),
+    (lambda: SRBUNet(2, 1, 2, features=(4, 4, 8, 8, 16, 4)), ["down_4", "srb_before_up4.phi.norm_reduce"], (1, 1, 32, 32)),
+]
+
+
+@pytest.mark.parametrize("factory, points, shape", INSIDE_BLOCK_CASES)
+def test_points_inside_a_block_are_refused(factory, points, shape):
+    network = factory()
+    with pytest.raises(ValueError, match="inside another block"):
+        insert_blocks(network, points, example_input=shape)
+
+
+@pytest.mark.parametrize("position, point", [("after", "down_4"), ("before", "down_4.convs.conv_0.adn")])
+def test_deepest_point_skips_existing_blocks(position, point):
+    # SRBUNet's own SRB sees the deepest map, and the spectra inside it are smaller still.
+    network = SRBUNet(2, 1, 2, features=(4, 4, 8, 8, 16, 4))
+    insert_blocks(network, None, "srb_fft", position, example_input=(1, 1, 32, 32))
+    assert _inserted(network) == [point]
 
 
 def test_no_deepest_point():
