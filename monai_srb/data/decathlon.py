@@ -26,6 +26,29 @@ def _files(entry: str | Sequence[str]) -> list[str]:
     return [entry] if isinstance(entry, (str, os.PathLike)) else [str(e) for e in entry]
 
 
+def _outside(root: Path, entry: Any) -> list[str]:
+    """The image and label paths of a ``dataset.json`` entry that, joined to ``root``, do not lie inside it."""
+    fields = entry.items() if isinstance(entry, dict) else [("image", entry)]
+    paths: list[str] = []
+    for key, value in fields:
+        if key in ("image", "label"):
+            values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+            paths += [f for f in values if isinstance(f, str)]
+    # Lexical, as load_decathlon_datalist joins them: a '..' escape or an absolute path elsewhere is refused,
+    # while a symlinked imagesTr/ (data kept on another disk) is still followed.
+    joined = {f: os.path.normpath(os.path.join(root, f)) for f in paths}
+    return [f for f, j in joined.items() if os.path.commonpath([str(root), j]) != str(root)]
+
+
+def _check_affines(path: str, other: str, a: Any, b: Any, affine_tol: float) -> None:
+    diff = float(np.abs(np.asarray(a.affine) - np.asarray(b.affine)).max())
+    if not diff <= affine_tol:  # also refuses NaN
+        raise ValueError(
+            f"{path} and {other} have affines that differ by up to {diff:.3g} (mm, per entry; affine_tol="
+            f"{affine_tol}): they do not lie on the same voxel grid, and nothing is resampled to make them."
+        )
+
+
 def _open_nifti(path: str, what: str, read_data: bool) -> nib.spatialimages.SpatialImage:
     if not os.path.isfile(path):
         raise ValueError(f"{what} file {path} does not exist.")
@@ -45,15 +68,19 @@ def load_decathlon_data(
     num_classes: int | None = None,
     in_channels: int | None = None,
     read_data: bool = False,
+    affine_tol: float = 1e-3,
 ) -> list[dict[str, Any]]:
     """
     Read ``dataset_dir/dataset.json`` (MSD layout: paths relative to ``dataset_dir``) with
     :func:`monai.data.load_decathlon_datalist` and check every entry, so that bad data stops a run while
     its data list is built, not in the middle of training.
 
-    Checks: ``dataset.json`` exists, parses and holds a non-empty ``data_list_key`` list; every image (and,
-    except for ``"test"``, every label) file exists and has a readable NIfTI header; the label has the
-    image's spatial shape; the image has ``in_channels`` channels; ``labels`` lists ``num_classes``
+    Checks: ``dataset.json`` exists, parses and holds a non-empty ``data_list_key`` list; every entry's
+    paths lie inside ``dataset_dir`` (once joined to it and normalised: ``..`` escapes and absolute paths
+    elsewhere are refused; symlinks inside it are followed); every image (and, except for ``"test"``, every
+    label) file exists and has a readable NIfTI header; the label has the image's spatial shape and affine
+    (to ``affine_tol``; the files of a multi-file image too), so no label is resampled or silently
+    misaligned; the image has ``in_channels`` channels; ``labels`` lists ``num_classes``
     classes; with ``read_data``, every file's voxels decompress and the label values lie in
     ``[0, num_classes)``.
 
@@ -65,6 +92,9 @@ def load_decathlon_data(
             or ``None`` to skip that check.
         read_data: also decompress every volume (catches truncated files and out-of-range labels; costs a
             full read of the data set, headers only otherwise).
+        affine_tol: largest difference allowed between any two entries of an image's and its label's
+            voxel-to-world affines (mm). The default, 1e-3, is far below a voxel and above the float32
+            rounding of the NIfTI header (below 1e-4 for origins within 1000 mm).
 
     Returns:
         ``[{"image": path, "label": path}, ...]`` (``[{"image": path}, ...]`` for ``"test"``), absolute paths.
@@ -81,6 +111,16 @@ def load_decathlon_data(
         raise ValueError(f"{dataset_json} cannot be parsed as JSON: {e}") from e
     if not isinstance(properties.get(data_list_key), list) or not properties[data_list_key]:
         raise ValueError(f"{dataset_json} has no non-empty '{data_list_key}' list.")
+    if not affine_tol >= 0.0:
+        raise ValueError(f"affine_tol must be >= 0, got {affine_tol}.")
+    root = Path(dataset_dir).resolve()
+    for n, entry in enumerate(properties[data_list_key]):
+        outside = _outside(root, entry)
+        if outside:
+            raise ValueError(
+                f"{dataset_json}: '{data_list_key}' entry {n} {entry!r} points outside the data set folder {root} "
+                f"({outside}); its paths must be relative to that folder and stay inside it."
+            )
     if num_classes is not None and len(properties.get("labels", {})) != num_classes:
         raise ValueError(
             f"{dataset_json} lists labels {properties.get('labels')}, expected num_classes={num_classes} classes."
@@ -98,6 +138,7 @@ def load_decathlon_data(
         for path, img in zip(_files(item["image"])[1:], images[1:]):
             if tuple(img.shape[:3]) != spatial:
                 raise ValueError(f"image file {path} has shape {img.shape}, expected {spatial} as {image_path}.")
+            _check_affines(f"image file {path}", f"image file {image_path}", img, images[0], affine_tol)
         if not is_labelled:
             continue
         if "label" not in item:
@@ -111,6 +152,7 @@ def load_decathlon_data(
                 f"label file {label_path} has shape {tuple(label.shape)}, expected the spatial shape {spatial} "
                 f"of its image {image_path}."
             )
+        _check_affines(f"label file {label_path}", f"its image {image_path}", label, images[0], affine_tol)
         if read_data and num_classes is not None:
             values = np.unique(np.asanyarray(label.dataobj))
             if values.min() < 0 or values.max() >= num_classes or not np.all(values == np.round(values)):

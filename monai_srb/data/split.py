@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,27 @@ import numpy as np
 __all__ = ["kfold_split", "split_datalist"]
 
 
+def _check_each_image_once(datalist: Sequence[dict[str, Any]]) -> None:
+    # An image listed twice could land on both sides of the split and inflate the validation scores.
+    first: dict[Any, int] = {}
+    for i, item in enumerate(datalist):
+        image = item.get("image") if isinstance(item, dict) else None
+        if isinstance(image, (str, os.PathLike)):
+            key: Any = os.path.normpath(os.fspath(image))
+        elif isinstance(image, (list, tuple)) and all(isinstance(f, (str, os.PathLike)) for f in image):
+            key = tuple(os.path.normpath(os.fspath(f)) for f in image)
+        else:
+            continue  # arrays in memory: nothing to compare by name
+        if key in first:
+            raise ValueError(
+                f"data list items {first[key]} and {i} are the same image {image!r}; a split could put it in both "
+                "training and validation: list each image once."
+            )
+        first[key] = i
+
+
 def _split(datalist: Sequence[dict[str, Any]], val_indices: np.ndarray) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    _check_each_image_once(datalist)
     val_idx = set(val_indices.tolist())
     train = [d for i, d in enumerate(datalist) if i not in val_idx]
     val = [d for i, d in enumerate(datalist) if i in val_idx]
@@ -32,7 +53,8 @@ def split_datalist(
         ``(train, val)``, each in the order of ``datalist``.
 
     Raises:
-        ValueError: when ``val_fraction`` is outside (0, 1) or ``datalist`` has fewer than 2 items.
+        ValueError: when ``val_fraction`` is outside (0, 1), ``datalist`` has fewer than 2 items, or two items
+            have the same ``"image"`` path (named, with both positions).
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
@@ -64,8 +86,9 @@ def kfold_split(
         ``(train, val)``, each in the order of ``datalist``.
 
     Raises:
-        ValueError: when ``num_folds`` < 2, ``fold`` is outside ``[0, num_folds)`` or ``datalist`` has
-            fewer than ``num_folds`` items.
+        ValueError: when ``num_folds`` < 2, ``fold`` is outside ``[0, num_folds)``, ``datalist`` has
+            fewer than ``num_folds`` items, or two items have the same ``"image"`` path (named, with both
+            positions).
     """
     if num_folds < 2:
         raise ValueError(f"num_folds must be at least 2, got {num_folds}.")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from monai_srb.data import load_decathlon_data, make_synthetic_decathlon, split_datalist
+from monai_srb.data import kfold_split, load_decathlon_data, make_synthetic_decathlon, split_datalist
 from monai_srb.data.decathlon import SYNTHETIC_LABELS
 
 
@@ -118,6 +118,23 @@ def test_split_rejects(n, fraction, match):
         split_datalist([{"image": str(i)} for i in range(n)], fraction)
 
 
+@pytest.mark.parametrize(
+    "images, named",
+    [
+        (["a.nii.gz", "b.nii.gz", "c.nii.gz", "b.nii.gz"], r"items 1 and 3 are the same image 'b.nii.gz'"),
+        (["/d/a.nii.gz", "/d/b.nii.gz", "/d/./a.nii.gz", "/d/c.nii.gz"], r"items 0 and 2 .* '/d/./a.nii.gz'"),
+        ([["t1/a", "t2/a"], ["t1/b", "t2/b"], ["t1/a", "t2/a"], ["t1/c", "t2/c"]], r"items 0 and 2"),
+    ],
+    ids=["repeated path", "same path spelt differently", "repeated image list"],
+)
+def test_split_refuses_an_image_listed_twice(images, named):
+    # A repeated dataset.json entry would otherwise land on both sides of some split.
+    items = [{"image": image, "label": f"label_{i}"} for i, image in enumerate(images)]
+    for split in (lambda d: split_datalist(d, 0.5), lambda d: kfold_split(d, 0, 2)):
+        with pytest.raises(ValueError, match=named + r".*list each image once"):
+            split(items)
+
+
 def test_synthetic_data_set_is_msd_format_and_deterministic(synthetic, tmp_path):
     properties = json.loads((synthetic / "dataset.json").read_text())
     assert properties["labels"] == SYNTHETIC_LABELS and properties["modality"] == {"0": "MRI"}
@@ -153,3 +170,105 @@ def test_synthetic_lesion_class_needs_context(tmp_path):
     assert abs(outside.mean() - lesion.mean()) < 5.0
     # ... and the organ they sit in is faint: well within one noise standard deviation of the background.
     assert 0.3 * np.mean(noise) < np.mean(organ_shift) < np.mean(noise)
+
+
+HIPPOCAMPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "msd_hippocampus"
+
+
+def _point_outside(root: Path, kind: str) -> None:
+    # Every target exists, so only the containment check can refuse it.
+    outside = root.parent / "outside"
+    outside.mkdir()
+    shutil.copy(root / "labelsTr" / "synthetic_001.nii.gz", outside / "label.nii.gz")
+    shutil.copy(root / "imagesTs" / "synthetic_003.nii.gz", outside / "image.nii.gz")
+    if kind == "dot-dot label":
+        _edit_json(root, lambda p: p["training"][1].update(label="./labelsTr/../../outside/label.nii.gz"))
+    elif kind == "absolute label":
+        _edit_json(root, lambda p: p["training"][1].update(label=str(outside / "label.nii.gz")))
+    elif kind == "dot-dot in an image list":
+        _edit_json(root, lambda p: p["training"][1].update(image=[p["training"][1]["image"], "../outside/image.nii.gz"]))
+    elif kind == "dot-dot test image":
+        _edit_json(root, lambda p: p.update(test=["../outside/image.nii.gz"]))
+
+
+@pytest.mark.parametrize(
+    "kind, key, named",
+    [
+        ("dot-dot label", "training", r"'training' entry 1 .*\['./labelsTr/../../outside/label.nii.gz'\]"),
+        ("absolute label", "training", r"'training' entry 1 .*outside/label.nii.gz'\]"),
+        ("dot-dot in an image list", "training", r"'training' entry 1 .*\['../outside/image.nii.gz'\]"),
+        ("dot-dot test image", "test", r"'test' entry 0 .*\['../outside/image.nii.gz'\]"),
+    ],
+)
+def test_entry_pointing_outside_the_data_set_is_refused(synthetic, tmp_path, kind, key, named):
+    root = tmp_path / "msd"
+    shutil.copytree(synthetic, root)
+    _point_outside(root, kind)
+    with pytest.raises(ValueError, match=named) as info:
+        load_decathlon_data(root, key)
+    assert f"points outside the data set folder {root.resolve()} " in str(info.value)
+
+
+def test_paths_inside_the_data_set_are_accepted_however_spelt(synthetic, tmp_path):
+    root = tmp_path / "msd"
+    shutil.copytree(synthetic, root)
+    (tmp_path / "disk").mkdir()
+    shutil.move(root / "labelsTr", tmp_path / "disk" / "labelsTr")
+    (root / "labelsTr").symlink_to(tmp_path / "disk" / "labelsTr")  # data kept elsewhere, linked in
+    _edit_json(root, lambda p: p["training"][0].update(image=str(root.resolve() / "imagesTr" / "synthetic_000.nii.gz")))
+    _edit_json(root, lambda p: p["training"][1].update(image="./imagesTr/../imagesTr/synthetic_001.nii.gz"))
+    train = load_decathlon_data(root, num_classes=3, in_channels=1)
+    assert [Path(d["image"]).name for d in train] == [f"synthetic_00{i}.nii.gz" for i in range(3)]
+
+
+def _shift_affine(path: Path, delta: np.ndarray) -> None:
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine + delta), path)
+
+
+def _delta(row: int, col: int, value: float) -> np.ndarray:
+    delta = np.zeros((4, 4))
+    delta[row, col] = value
+    return delta
+
+
+@pytest.mark.parametrize(
+    "delta, kwargs, refused",
+    [
+        (_delta(0, 3, 0.5), {}, "0.5"),  # origin moved half a voxel
+        (_delta(0, 0, 3.0), {}, "3"),  # x axis flipped back (-1.5 -> 1.5)
+        (_delta(2, 2, 0.01), {}, "0.01"),  # slice spacing 2.0 vs 2.01
+        (_delta(0, 3, 0.01), {"affine_tol": 0.1}, None),  # within a looser tolerance
+        (_delta(1, 3, 1e-5), {}, None),  # float32 header rounding
+    ],
+    ids=["origin moved", "axis flipped", "spacing changed", "within affine_tol", "header rounding"],
+)
+def test_label_affine_differing_from_its_image_is_refused(synthetic, tmp_path, delta, kwargs, refused):
+    root = tmp_path / "msd"
+    shutil.copytree(synthetic, root)
+    _shift_affine(root / "labelsTr" / "synthetic_002.nii.gz", delta)
+    if refused is None:
+        assert len(load_decathlon_data(root, **kwargs)) == 3
+        return
+    with pytest.raises(ValueError, match=rf"labelsTr/synthetic_002.nii.gz and its image .*imagesTr/synthetic_002.nii.gz "
+                       rf"have affines that differ by up to {refused} \(mm"):
+        load_decathlon_data(root, **kwargs)
+
+
+def test_image_files_of_one_entry_on_different_grids_are_refused(synthetic, tmp_path):
+    root = tmp_path / "msd"
+    shutil.copytree(synthetic, root)
+    shutil.copy(root / "imagesTr" / "synthetic_000.nii.gz", root / "imagesTr" / "synthetic_000_t2.nii.gz")
+    _shift_affine(root / "imagesTr" / "synthetic_000_t2.nii.gz", _delta(2, 3, 4.0))
+    _edit_json(root, lambda p: p["training"][0].update(image=[p["training"][0]["image"], "./imagesTr/synthetic_000_t2.nii.gz"]))
+    with pytest.raises(ValueError, match=r"synthetic_000_t2.nii.gz and image file .*synthetic_000.nii.gz have affines .* 4 "):
+        load_decathlon_data(root, in_channels=2)
+    with pytest.raises(ValueError, match="affine_tol must be >= 0"):
+        load_decathlon_data(root, affine_tol=-1.0)
+
+
+@pytest.mark.skipif(not (HIPPOCAMPUS / "dataset.json").is_file(), reason="shared MSD Task04 data not available")
+def test_real_hippocampus_passes_the_header_checks():
+    # All 200 image/label pairs of MSD Task04 share their affines exactly (max difference 0).
+    train = load_decathlon_data(HIPPOCAMPUS, num_classes=3, in_channels=1, affine_tol=0.0)
+    assert len(train) == 200
