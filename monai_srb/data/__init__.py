@@ -11,8 +11,20 @@ from monai_srb.data.chest_xray import (
     read_chestxray14_csv,
     write_synthetic_chestxray14,
 )
-from monai_srb.data.decathlon import load_decathlon_data, make_synthetic_decathlon
-from monai_srb.data.skin_lesion import load_skin_lesion_data, load_skin_lesion_images, make_synthetic_skin_lesions
+from monai_srb.data.decathlon import (
+    decathlon_class_names,
+    load_decathlon_data,
+    load_nifti_images,
+    make_synthetic_decathlon,
+)
+from monai_srb.data.skin_lesion import (
+    DEFAULT_MASK_PATTERN,
+    image_channels,
+    load_head_circumferences,
+    load_skin_lesion_data,
+    load_skin_lesion_images,
+    make_synthetic_skin_lesions,
+)
 from monai_srb.data.split import kfold_split, split_datalist
 
 __all__ = ["kfold_split", "split_datalist"]
@@ -25,8 +37,11 @@ __all__ += [
     "read_chestxray14_csv",
     "write_synthetic_chestxray14",
 ]
-__all__ += ["load_decathlon_data", "make_synthetic_decathlon"]
+__all__ += ["decathlon_class_names", "load_decathlon_data", "load_nifti_images", "make_synthetic_decathlon"]
 __all__ += [
+    "DEFAULT_MASK_PATTERN",
+    "image_channels",
+    "load_head_circumferences",
     "load_skin_lesion_data",
     "load_skin_lesion_images",
     "make_synthetic_skin_lesions",

@@ -1,12 +1,16 @@
 """
-Dermoscopic skin-lesion segmentation data: checked data lists for the ISIC and PH2 folder layouts, a
-k-fold split, and a synthetic ISIC-format data set in which a pixel's class is decided far from it.
+2D segmentation data: checked data lists for any ``images/`` + ``masks/`` folder (ISIC, HC18, ...; the
+mask name is a pattern) and the PH2 layout, the channel count of the images, the head circumferences of
+an HC18-style ``labels.csv``, and a synthetic ISIC-format data set in which a pixel's class is decided
+far from it.
 """
 
 from __future__ import annotations
 
+import csv
 import os
-from collections.abc import Sequence
+import string
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +18,21 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
+    "DEFAULT_MASK_PATTERN",
     "IMAGE_SUFFIXES",
+    "image_channels",
+    "load_head_circumferences",
     "load_skin_lesion_data",
     "load_skin_lesion_images",
     "make_synthetic_skin_lesions",
 ]
 
-# Suffixes read as dermoscopic images (ISIC ships JPEG, PH2 BMP); matched case-insensitively.
+# Suffixes read as images (ISIC ships JPEG, PH2 BMP, HC18 PNG); matched case-insensitively.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# Mask file name of image ``<id>.<suffix>`` in an images/ + masks/ folder: ISIC's; HC18's is "{id}_mask.png".
+DEFAULT_MASK_PATTERN = "{id}_segmentation.png"
+# PIL modes read as one channel; every other mode (RGB, RGBA, P, CMYK, ...) is read as RGB.
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 def _image_size(path: Path, what: str) -> tuple[int, int]:
@@ -51,14 +62,24 @@ def _images_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def _isic_pairs(root: Path) -> list[tuple[Path, Path]]:
+def _folder_pairs(root: Path, mask_pattern: str) -> list[tuple[Path, Path]]:
     images_dir, masks_dir = root / "images", root / "masks"
     if not masks_dir.is_dir():
-        raise ValueError(f"ISIC layout: mask folder {masks_dir} does not exist.")
+        raise ValueError(f"images/ + masks/ layout: mask folder {masks_dir} does not exist.")
     images = _images_in(images_dir)
     if not images:
-        raise ValueError(f"ISIC layout: image folder {images_dir} holds no {'/'.join(IMAGE_SUFFIXES)} images.")
-    return [(p, masks_dir / f"{p.stem}_segmentation.png") for p in images]
+        raise ValueError(
+            f"images/ + masks/ layout: image folder {images_dir} holds no {'/'.join(IMAGE_SUFFIXES)} images."
+        )
+    pairs = [(p, masks_dir / mask_pattern.format(id=p.stem)) for p in images]
+    if not any(mask.is_file() for _, mask in pairs):
+        # Not one missing mask but a pattern that matches none: name the pattern and what the folder holds.
+        found = sorted(p.name for p in masks_dir.iterdir())[:3]
+        raise ValueError(
+            f"no mask in {masks_dir} matches mask_pattern {mask_pattern!r} (image {images[0].name} needs "
+            f"{pairs[0][1].name}); the folder holds {found or 'nothing'}."
+        )
+    return pairs
 
 
 def _ph2_pairs(root: Path) -> list[tuple[Path, Path]]:
@@ -80,40 +101,136 @@ def _ph2_pairs(root: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def load_skin_lesion_data(dataset_dir: str | os.PathLike, layout: str = "auto") -> list[dict[str, str]]:
+def load_skin_lesion_data(
+    dataset_dir: str | os.PathLike, layout: str = "auto", mask_pattern: str = DEFAULT_MASK_PATTERN
+) -> list[dict[str, str]]:
     """
-    List the image / lesion-mask pairs of a dermoscopy data set and check every pair, so that bad data
+    List the image / mask pairs of a 2D segmentation data set and check every pair, so that bad data
     stops a run while its data list is built, not in the middle of training.
 
     Layouts:
 
-    - ``"isic"`` (ISIC 2017/2018 challenge): ``images/<id>.jpg`` (also ``.jpeg``, ``.png``, ``.bmp``) and
-      ``masks/<id>_segmentation.png``.
-    - ``"ph2"``: ``<case>/<case>_Dermoscopic_Image/<case>.bmp`` and ``<case>/<case>_lesion/<case>_lesion.bmp``.
-    - ``"auto"``: ``"isic"`` when ``dataset_dir/images`` exists, else ``"ph2"``.
+    - ``"folder"``: any ``images/<id>.<suffix>`` (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``) with its mask
+      ``masks/<mask_pattern with {id}>``: ISIC 2017/2018 (``{id}_segmentation.png``, the default), HC18
+      (``{id}_mask.png``). ``"isic"`` is the same layout.
+    - ``"ph2"``: ``<case>/<case>_Dermoscopic_Image/<case>.bmp`` and ``<case>/<case>_lesion/<case>_lesion.bmp``
+      (``mask_pattern`` unused).
+    - ``"auto"``: ``"folder"`` when ``dataset_dir/images`` exists, else ``"ph2"``.
 
-    Checks: the folder exists and holds at least one image; every image has its mask; image and mask
-    decode completely (a truncated file fails) and have the same width and height.
+    Checks: the folder exists and holds at least one image; ``mask_pattern`` matches at least one mask;
+    every image has its mask; image and mask decode completely (a truncated file fails) and have the same
+    width and height.
 
     Args:
         dataset_dir: the data set folder.
-        layout: ``"auto"``, ``"isic"`` or ``"ph2"``.
+        layout: ``"auto"``, ``"folder"``, ``"isic"`` or ``"ph2"``.
+        mask_pattern: the mask file name of image ``<id>.<suffix>``, a format string with the field ``{id}``.
 
     Returns:
         ``[{"image": path, "label": path}, ...]`` with absolute paths, sorted by image name.
 
     Raises:
-        ValueError: naming the folder or file at fault for each failed check, or an unknown ``layout``.
+        ValueError: naming the folder, file or pattern at fault for each failed check, an unknown ``layout``
+            or a ``mask_pattern`` without ``{id}``.
     """
-    if layout not in ("auto", "isic", "ph2"):
-        raise ValueError(f"layout must be 'auto', 'isic' or 'ph2', got {layout!r}.")
+    if layout not in ("auto", "folder", "isic", "ph2"):
+        raise ValueError(f"layout must be 'auto', 'folder', 'isic' or 'ph2', got {layout!r}.")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(mask_pattern) if name is not None}
+    except ValueError:  # an unmatched brace
+        fields = set()
+    if fields != {"id"}:
+        raise ValueError(f"mask_pattern must hold the field {{id}} and no other, e.g. '{{id}}_mask.png', got {mask_pattern!r}.")
     root = Path(dataset_dir).resolve()
     if not root.is_dir():
         raise ValueError(f"dataset_dir {root} is not a folder.")
     if layout == "auto":
-        layout = "isic" if (root / "images").is_dir() else "ph2"
-    pairs = _isic_pairs(root) if layout == "isic" else _ph2_pairs(root)
+        layout = "folder" if (root / "images").is_dir() else "ph2"
+    pairs = _ph2_pairs(root) if layout == "ph2" else _folder_pairs(root, mask_pattern)
     return [_checked_pair(image, mask) for image, mask in pairs]
+
+
+def image_channels(datalist: Sequence[Mapping[str, str]], in_channels: int | None = None) -> int:
+    """
+    The channel count the images of a data list are read with: 1 for grayscale files (PIL modes ``1``,
+    ``L``, ``LA``, ``I``, ``F``; an alpha channel is dropped), 3 for every other mode (read as RGB). All
+    images must agree, and agree with ``in_channels`` when it is given.
+
+    Args:
+        datalist: items with an ``"image"`` path, e.g. from :func:`load_skin_lesion_data`.
+        in_channels: the expected count, 1 or 3; ``None``: take it from the first image.
+
+    Returns:
+        1 or 3.
+
+    Raises:
+        ValueError: when ``in_channels`` is not ``None``, 1 or 3, when ``datalist`` is empty, or naming the
+            first image whose channel count differs from ``in_channels`` (or from the first image's).
+    """
+    if in_channels not in (None, 1, 3):
+        raise ValueError(f"in_channels must be null (from the data), 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
+    if not datalist:
+        raise ValueError("cannot read the channel count of an empty data list.")
+    expected, source = in_channels, "in_channels"
+    for item in datalist:
+        with Image.open(item["image"]) as img:
+            channels = 1 if img.mode in _GRAY_MODES else 3
+        if expected is None:
+            expected, source = channels, f"the first image {item['image']}"
+        elif channels != expected:
+            raise ValueError(
+                f"image {item['image']} has {channels} channel(s) ({'grayscale' if channels == 1 else 'colour'}), "
+                f"expected {expected} as {source} has."
+            )
+    return int(expected)
+
+
+def load_head_circumferences(
+    dataset_dir: str | os.PathLike, datalist: Sequence[Mapping[str, str]], labels_file: str = "labels.csv"
+) -> dict[str, tuple[float, float]]:
+    """
+    The reference head circumferences of an HC18-style data set: ``<dataset_dir>/labels.csv`` with the
+    columns ``image_id`` (the image's file name without suffix), ``pixel_size_mm`` and
+    ``head_circumference_mm``, for the images of ``datalist``.
+
+    Args:
+        dataset_dir: the data set folder.
+        datalist: ``[{"image": path, "label": path}, ...]`` from :func:`load_skin_lesion_data`.
+        labels_file: the CSV's name inside ``dataset_dir``.
+
+    Returns:
+        ``{mask path: (pixel_size_mm, head_circumference_mm)}`` for every item of ``datalist``, keyed by the
+        mask (the metric sees the label's file name); ``{}`` when the folder has no such file.
+
+    Raises:
+        ValueError: naming the file when it lacks a column, holds a value that is not a positive number,
+            or has no row for an image of ``datalist``.
+    """
+    path = Path(dataset_dir) / labels_file
+    if not path.is_file():
+        return {}
+    columns = ("image_id", "pixel_size_mm", "head_circumference_mm")
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path} lacks the column(s) {missing}; expected {list(columns)}, got {reader.fieldnames}.")
+        rows: dict[str, tuple[float, float]] = {}
+        for row in reader:
+            try:
+                values = float(row["pixel_size_mm"]), float(row["head_circumference_mm"])
+            except ValueError as e:
+                raise ValueError(f"{path}: row of {row['image_id']!r} holds a value that is not a number: {e}") from e
+            if min(values) <= 0:
+                raise ValueError(f"{path}: row of {row['image_id']!r} needs positive sizes, got {values}.")
+            rows[row["image_id"]] = values
+    reference = {}
+    for item in datalist:
+        image_id = Path(item["image"]).stem
+        if image_id not in rows:
+            raise ValueError(f"{path} has no row for image {item['image']} (image_id {image_id!r}).")
+        reference[str(item["label"])] = rows[image_id]
+    return reference
 
 
 def load_skin_lesion_images(folder: str | os.PathLike) -> list[dict[str, str]]:

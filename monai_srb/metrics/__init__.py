@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+from monai_srb.metrics.head_circumference import (
+    HeadCircumferenceErrorHandler,
+    HeadCircumferenceErrorMetric,
+    ellipse_circumference,
+    fit_ellipse,
+    mask_circumference,
+)
 from monai_srb.metrics.segmentation import (
     SEGMENTATION_METRICS,
     SegmentationConfusionHandler,
@@ -10,3 +17,10 @@ from monai_srb.metrics.segmentation import (
 )
 
 __all__ = ["SEGMENTATION_METRICS", "SegmentationConfusionHandler", "SegmentationConfusionMetric", "segmentation_scores"]
+__all__ += [
+    "HeadCircumferenceErrorHandler",
+    "HeadCircumferenceErrorMetric",
+    "ellipse_circumference",
+    "fit_ellipse",
+    "mask_circumference",
+]

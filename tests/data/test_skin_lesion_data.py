@@ -7,7 +7,10 @@ import pytest
 from PIL import Image
 
 from monai_srb.data import (
+    DEFAULT_MASK_PATTERN,
+    image_channels,
     kfold_split,
+    load_head_circumferences,
     load_skin_lesion_data,
     load_skin_lesion_images,
     make_synthetic_skin_lesions,
@@ -137,7 +140,7 @@ def test_bad_data_names_the_file(tmp_path, name, corrupt, message):
     [
         (lambda p: p / "missing", "auto", r"missing is not a folder"),
         (lambda p: p, "auto", r"holds no <case>/<case>_Dermoscopic_Image folders"),
-        (lambda p: _isic(p), "dicom", r"layout must be"),
+        (lambda p: _isic(p), "dicom", r"layout must be 'auto', 'folder', 'isic' or 'ph2', got 'dicom'"),
     ],
 )
 def test_bad_folder(tmp_path, make, layout, message):
@@ -210,3 +213,89 @@ def test_synthetic_data_set(tmp_path):
 def test_synthetic_data_set_rejects_bad_arguments(tmp_path, num_samples, image_size):
     with pytest.raises(ValueError, match="num_samples"):
         make_synthetic_skin_lesions(tmp_path, num_samples=num_samples, image_size=image_size)
+
+
+def _folder(root: Path, mode: str, ids: tuple[str, ...] = ("002_HC", "000_HC"), pattern: str = "{id}_mask.png") -> Path:
+    # A generic images/ + masks/ folder (HC18's naming by default): non-square PNGs in the given PIL mode.
+    for i in ids:
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        shape = (30, 40) if mode == "L" else (30, 40, len(mode))
+        Image.fromarray(np.full(shape, 90, np.uint8), mode).save(root / "images" / f"{i}.png")
+        _mask(root / "masks" / pattern.format(id=i))
+    return root
+
+
+@pytest.mark.parametrize("mode,channels", [("L", 1), ("RGB", 3), ("RGBA", 3)])
+def test_generic_folder_with_a_mask_pattern(tmp_path, mode, channels):
+    root = _folder(tmp_path, mode)
+    datalist = load_skin_lesion_data(root, mask_pattern="{id}_mask.png")
+    assert datalist == [
+        {"image": str(root / "images" / f"{i}.png"), "label": str(root / "masks" / f"{i}_mask.png")}
+        for i in ("000_HC", "002_HC")
+    ]
+    assert load_skin_lesion_data(root, layout="folder", mask_pattern="{id}_mask.png") == datalist
+    assert image_channels(datalist) == channels == image_channels(datalist, channels)
+    other = 4 - channels  # 1 <-> 3
+    with pytest.raises(ValueError, match=rf"image .*000_HC\.png has {channels} channel\(s\).*expected {other} as in_channels"):
+        image_channels(datalist, other)
+
+
+def test_mixed_channels_name_the_odd_image(tmp_path):
+    root = _folder(tmp_path, "L")
+    Image.new("RGB", (40, 30)).save(root / "images" / "002_HC.png")
+    with pytest.raises(ValueError, match=r"002_HC\.png has 3 channel\(s\).*expected 1 as the first image .*000_HC\.png"):
+        image_channels(load_skin_lesion_data(root, mask_pattern="{id}_mask.png"))
+    with pytest.raises(ValueError, match="in_channels must be null"):
+        image_channels([{"image": str(root / "images" / "000_HC.png")}], 2)
+
+
+GENERIC_BAD_DATA = [
+    ("missing mask", lambda r: (r / "masks" / "002_HC_mask.png").unlink(), r"002_HC_mask\.png does not exist"),
+    (
+        "mask of another size",
+        lambda r: _mask(r / "masks" / "000_HC_mask.png", (40, 40)),
+        r"000_HC_mask\.png is 40x40 .* 40x30 of its image .*000_HC\.png",
+    ),
+    (
+        "wrong pattern",
+        lambda r: None,
+        r"no mask in .*masks matches mask_pattern '\{id\}_segmentation\.png' \(image 000_HC\.png needs "
+        r"000_HC_segmentation\.png\); the folder holds \['000_HC_mask\.png', '002_HC_mask\.png'\]",
+    ),
+]
+
+
+@pytest.mark.parametrize("name,corrupt,message", GENERIC_BAD_DATA, ids=[b[0] for b in GENERIC_BAD_DATA])
+def test_generic_folder_bad_data_names_the_file_or_pattern(tmp_path, name, corrupt, message):
+    root = _folder(tmp_path, "L")
+    corrupt(root)
+    pattern = DEFAULT_MASK_PATTERN if name == "wrong pattern" else "{id}_mask.png"
+    with pytest.raises(ValueError, match=message):
+        load_skin_lesion_data(root, mask_pattern=pattern)
+
+
+@pytest.mark.parametrize("pattern", ["mask.png", "{name}_mask.png", "{id}_{x}.png", "{id_mask.png"])
+def test_mask_pattern_needs_the_id_field(tmp_path, pattern):
+    with pytest.raises(ValueError, match=r"mask_pattern must hold the field \{id\}"):
+        load_skin_lesion_data(_folder(tmp_path, "L"), mask_pattern=pattern)
+
+
+def test_head_circumferences_from_labels_csv(tmp_path):
+    root = _folder(tmp_path, "L")
+    datalist = load_skin_lesion_data(root, mask_pattern="{id}_mask.png")
+    assert load_head_circumferences(root, datalist) == {}  # no labels.csv: no HC18 score
+    csv_file = root / "labels.csv"
+    csv_file.write_text("image_id,pixel_size_mm,head_circumference_mm\n000_HC,0.1,44.3\n002_HC,0.2,56.8\n009_HC,1,1\n")
+    assert load_head_circumferences(root, datalist) == {
+        datalist[0]["label"]: (0.1, 44.3),
+        datalist[1]["label"]: (0.2, 56.8),
+    }
+    for text, message in [
+        ("image_id,pixel_size_mm\n000_HC,0.1\n", r"lacks the column\(s\) \['head_circumference_mm'\]"),
+        ("image_id,pixel_size_mm,head_circumference_mm\n000_HC,0.1,44.3\n", r"no row for image .*002_HC\.png"),
+        ("image_id,pixel_size_mm,head_circumference_mm\n000_HC,x,44.3\n", r"row of '000_HC' holds a value that is not"),
+        ("image_id,pixel_size_mm,head_circumference_mm\n000_HC,0,44.3\n", r"row of '000_HC' needs positive sizes"),
+    ]:
+        csv_file.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            load_head_circumferences(root, datalist)
