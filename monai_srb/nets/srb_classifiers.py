@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from monai.networks.nets import DenseNet121, ResNet
 from monai.networks.nets.resnet import ResNetBottleneck, get_inplanes
-from monai.utils import ensure_tuple_rep
 from torch import nn
 
 from monai_srb.blocks.factory import BLOCK_NAMES
 from monai_srb.nets.insertion import insert_blocks
+from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SRBDenseNet121", "SRBResNet50"]
 
@@ -21,9 +22,12 @@ _PROBE_SIZE = 32
 
 
 def _probe_shape(
-    spatial_dims: int, in_channels: int, block: str, spatial_size: Sequence[int] | int | None
+    spatial_dims: int, in_channels: int, out_channels: int, block: str, spatial_size: Sequence[int] | int | None
 ) -> list[int]:
-    """The probe input shape for ``spatial_size``; checked before the backbone is built, to fail fast."""
+    """The probe input shape for ``spatial_size``; the arguments are checked before the backbone is built, to fail fast."""
+    spatial_dims = check_spatial_dims(spatial_dims)
+    in_channels = check_positive_int(in_channels, "in_channels")
+    check_positive_int(out_channels, "out_channels")
     if block not in BLOCK_NAMES:
         raise ValueError(f"block must be one of {BLOCK_NAMES}, got {block!r}.")
     if spatial_size is None:
@@ -33,10 +37,43 @@ def _probe_shape(
                 "feature sizes it gives), got None."
             )
         return [1, in_channels] + [_PROBE_SIZE] * spatial_dims
-    size = list(ensure_tuple_rep(spatial_size, spatial_dims))
-    if not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f"spatial_size must be a positive int or {spatial_dims} positive ints, got {spatial_size}.")
-    return [1, in_channels, *size]
+    return [1, in_channels, *check_spatial_size(spatial_size, spatial_dims)]
+
+
+def _min_input_size(features: nn.Module) -> int:
+    """
+    The smallest input edge for which every strided convolution and pooling in ``features`` leaves at least
+    one position: 29 for MONAI's DenseNet-121 (28 ends at 0 x 0 in ``transition3``'s pooling).
+
+    Walks the layers in registration order, which is the forward order of a ``Sequential`` backbone such as
+    DenseNet's ``features``; size-preserving layers (3x3 convs with padding 1) drop out of the count.
+
+    Args:
+        features: the backbone, a chain of convolutions and poolings (with square kernels) between other layers.
+    """
+    layers = [
+        m
+        for m in features.modules()
+        if isinstance(m, (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd))
+    ]
+
+    def first(value: Any) -> int:
+        return int(value[0] if isinstance(value, (tuple, list)) else value)
+
+    def output_size(n: int) -> int:
+        for m in layers:
+            kernel, stride, padding = first(m.kernel_size), first(m.stride), first(m.padding)
+            span = first(getattr(m, "dilation", 1)) * (kernel - 1) + 1
+            n = n + 2 * padding - span
+            n = (-(-n // stride) if getattr(m, "ceil_mode", False) else n // stride) + 1
+            if n < 1:
+                return 0
+        return n
+
+    n = 1
+    while output_size(n) < 1:
+        n += 1
+    return n
 
 
 def _insert_after_stages(
@@ -86,7 +123,8 @@ class SRBResNet50(ResNet):
         block_args: further constructor arguments of the block (``reduction``, ``norm``, ...).
 
     Raises:
-        ValueError: on a bad ``block``, ``srb_after`` or ``spatial_size``, ``"srb_aom"`` without
+        ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
+            below 1, a bad ``block``, ``srb_after`` or ``spatial_size``, ``"srb_aom"`` without
             ``spatial_size``, and the blocks' own argument errors.
 
     Example::
@@ -105,7 +143,7 @@ class SRBResNet50(ResNet):
         spatial_size: Sequence[int] | int | None = None,
         **block_args: Any,
     ) -> None:
-        probe_shape = _probe_shape(spatial_dims, in_channels, block, spatial_size)
+        probe_shape = _probe_shape(spatial_dims, in_channels, out_channels, block, spatial_size)
         # ResNet-50 exactly as monai.networks.nets.resnet50 builds it, so weights and seeds carry over.
         super().__init__(
             block=ResNetBottleneck,
@@ -149,9 +187,15 @@ class SRBDenseNet121(DenseNet121):
             default spectral grid, resampled to any input.
         block_args: further constructor arguments of the block (``reduction``, ``norm``, ...).
 
+    The input must be at least 29 pixels (voxels) along every spatial dim (``min_input_size``): DenseNet-121
+    halves it five times, and 28 (MedMNIST's native size) ends at 0 x 0 in ``transition3``'s pooling.
+    Smaller inputs raise a ``ValueError`` naming the limit.
+
     Raises:
-        ValueError: on a bad ``block``, ``srb_after`` or ``spatial_size``, ``"srb_aom"`` without
-            ``spatial_size``, and the blocks' own argument errors.
+        ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
+            below 1, a bad ``block`` or ``srb_after``, a ``spatial_size`` that is not positive ints or is
+            below 29, ``"srb_aom"`` without ``spatial_size``, and the blocks' own argument errors; in
+            ``forward``, on an input below 29 along a spatial dim.
 
     Example::
 
@@ -169,6 +213,33 @@ class SRBDenseNet121(DenseNet121):
         spatial_size: Sequence[int] | int | None = None,
         **block_args: Any,
     ) -> None:
-        probe_shape = _probe_shape(spatial_dims, in_channels, block, spatial_size)
+        probe_shape = _probe_shape(spatial_dims, in_channels, out_channels, block, spatial_size)
         super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels)
+        self.spatial_dims = spatial_dims
+        self.min_input_size = _min_input_size(self.features)
+        if spatial_size is not None and min(probe_shape[2:]) < self.min_input_size:
+            raise ValueError(
+                f"spatial_size is the input image size, and DenseNet-121 needs at least {self.min_input_size} "
+                f"per spatial dim (its five halvings leave no position below that), got {spatial_size!r}."
+            )
         _insert_after_stages(self, probe_shape, srb_after, block, spatial_size, block_args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]), every spatial size at least
+                ``min_input_size`` (29).
+
+        Returns:
+            logits in shape (batch, out_channels).
+        """
+        # DenseNet121.forward line for line (TorchScript has no super() calls), after a size check that names
+        # the limit instead of the pooling error deep inside transition3.
+        if x.ndim == self.spatial_dims + 2 and min(x.shape[2:]) < self.min_input_size:
+            raise ValueError(
+                f"SRBDenseNet121 needs an input of at least {self.min_input_size} per spatial dim (DenseNet-121 "
+                f"halves it five times), got shape {list(x.shape)}; resize the images, e.g. MedMNIST's 28 px."
+            )
+        x = self.features(x)
+        x = self.class_layers(x)
+        return x

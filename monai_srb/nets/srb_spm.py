@@ -10,11 +10,11 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.nets import resnet50
 from monai.networks.nets.resnet import ResNet
-from monai.utils import ensure_tuple_rep
 from torch import nn
 from torch.nn import functional as F
 
 from monai_srb.blocks.factory import make_block
+from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SRBSPMNet", "SimpleParallelModule", "dilate_resnet_", "OUTPUT_STRIDE"]
 
@@ -147,8 +147,8 @@ class SRBSPMNet(nn.Module):
     from the output-stride-8 map.
 
     Raises:
-        ValueError: on a ``spatial_dims`` other than 2 or 3, a ``spatial_size`` with the wrong number of
-            entries or a non-positive entry, ``block="srb_aom"`` without ``spatial_size``, and whatever
+        ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
+            below 1, a ``spatial_size`` with the wrong number of entries or an entry that is not an int >= 1, ``block="srb_aom"`` without ``spatial_size``, and whatever
             :func:`~monai_srb.blocks.factory.make_block` and the block raise.
     """
 
@@ -165,17 +165,16 @@ class SRBSPMNet(nn.Module):
         **block_args: Any,
     ) -> None:
         super().__init__()
-        if spatial_dims not in (2, 3):
-            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}.")
+        spatial_dims = check_spatial_dims(spatial_dims)
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
         if srb and block == "srb_aom" and spatial_size is None:
             raise ValueError(
                 "block='srb_aom' needs spatial_size (the input's spatial size sizes the AOM matrices), got None."
             )
         map_size: list[int] | None = None
         if spatial_size is not None:
-            size = [int(s) for s in ensure_tuple_rep(spatial_size, spatial_dims)]
-            if min(size) < 1:
-                raise ValueError(f"spatial_size must have positive entries, got {spatial_size!r}.")
+            size = check_spatial_size(spatial_size, spatial_dims)
             # Each of the three stride-2 steps (conv1 k7 p3, max-pool k3 p1, layer2's k3 p1) maps n to ceil(n / 2).
             map_size = [-(-s // OUTPUT_STRIDE) for s in size]
 

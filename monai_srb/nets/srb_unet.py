@@ -12,14 +12,36 @@ from monai.utils import ensure_tuple_rep
 from torch import nn
 
 from monai_srb.blocks.factory import make_block
+from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
-__all__ = ["SRBUNet", "SRB_POSITIONS", "PAPER_UNET_FEATURES"]
+__all__ = ["SRBUNet", "SRB_POSITIONS", "PAPER_UNET_FEATURES", "UNET_NORMS", "unet_norm"]
 
 # The paper's naming: up4 is the up-sampling step closest to the encoder (BasicUNet's ``upcat_4``).
 SRB_POSITIONS = tuple(f"{where}_up{n}" for n in (4, 3, 2, 1) for where in ("before", "after"))
 # Widths of the paper's classic U-Net: 1,948,434 parameters as a 2D BasicUNet with 3 input and 2 output
 # channels, 0.3% off the 1.943M the paper reports.
 PAPER_UNET_FEATURES = (16, 32, 64, 128, 256, 16)
+# The U-Net norms a bundle's ``norm`` override chooses from. "instance" is BasicUNet's own default; its
+# per-image statistics at inference are a global path of their own, which batch norm (running statistics at
+# inference) does not have. The paper does not name its U-Net's norm.
+UNET_NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {"affine": True})}
+
+
+def unet_norm(norm: str) -> tuple[str, dict[str, Any]]:
+    """
+    The ``norm`` argument of :class:`~monai.networks.nets.BasicUNet` (and ``SRBUNet``'s ``unet_args``) for a
+    norm name, e.g. ``unet_args={"norm": unet_norm("batch")}``.
+
+    Args:
+        norm: ``"instance"`` (BasicUNet's default, affine instance norm) or ``"batch"`` (affine batch norm).
+
+    Raises:
+        ValueError: when ``norm`` is not one of :data:`UNET_NORMS`.
+    """
+    if not isinstance(norm, str) or norm not in UNET_NORMS:
+        raise ValueError(f"norm must be one of {sorted(UNET_NORMS)}, got {norm!r}.")
+    name, args = UNET_NORMS[norm]
+    return name, dict(args)
 
 
 class SRBUNet(BasicUNet):
@@ -83,7 +105,8 @@ class SRBUNet(BasicUNet):
     for.
 
     Raises:
-        ValueError: on an unknown or repeated position, a ``spatial_size`` with the wrong number of
+        ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
+            below 1, an unknown or repeated position, a ``spatial_size`` with the wrong number of
             entries or not divisible by 16 (8 for U-Net*), ``block="srb_aom"`` without ``spatial_size``,
             and whatever :func:`~monai_srb.blocks.factory.make_block` and the blocks raise (unknown block
             name, bad block arguments).
@@ -102,6 +125,9 @@ class SRBUNet(BasicUNet):
         unet_args: Mapping[str, Any] | None = None,
         **block_args: Any,
     ) -> None:
+        spatial_dims = check_spatial_dims(spatial_dims)
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
         unet_args = dict(unet_args or {})
         super().__init__(spatial_dims, in_channels, out_channels, features=features, **unet_args)
         positions = (srb_positions,) if isinstance(srb_positions, str) else tuple(srb_positions)
@@ -117,7 +143,7 @@ class SRBUNet(BasicUNet):
         depth = 3 if unet_star else 4
         size: list[int] | None = None
         if spatial_size is not None:
-            size = [int(s) for s in ensure_tuple_rep(spatial_size, spatial_dims)]
+            size = check_spatial_size(spatial_size, spatial_dims)
             if any(s < 1 or s % 2**depth for s in size):
                 raise ValueError(
                     f"spatial_size must be positive and divisible by {2 ** depth} "

@@ -71,7 +71,7 @@ def check_spatial_size(spatial_size: Sequence[Any] | Any, spatial_dims: int, nam
     """
     scalar = isinstance(spatial_size, str) or not isinstance(spatial_size, Sequence)
     entries = [spatial_size] * spatial_dims if scalar else list(spatial_size)
-    expected = f"{name} must be one int >= 1 or {spatial_dims} ints >= 1 (one per spatial dim)"
+    expected = f"{name} must be one positive int or {spatial_dims} positive ints (one per spatial dim)"
     if len(entries) != spatial_dims:
         raise ValueError(f"{expected}, got {spatial_size!r} ({len(entries)} entries).")
     sizes = []

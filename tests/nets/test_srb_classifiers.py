@@ -91,12 +91,39 @@ BAD_ARGS = [
     (SRBResNet50, {"block": "srb_aom"}, "spatial_size"),
     (SRBResNet50, {"block": "wavelet"}, "block"),
     (SRBDenseNet121, {"spatial_size": (64, 0)}, "spatial_size"),
-    (SRBDenseNet121, {"spatial_size": (64, 64, 64)}, "length"),
+    (SRBDenseNet121, {"spatial_size": (64, 64, 64)}, r"spatial_size .*\(3 entries\)"),
     (SRBDenseNet121, {"srb_after": ["features.denseblock5"]}, "not a submodule"),
+    (SRBDenseNet121, {"spatial_dims": 4}, r"spatial_dims must be 2 or 3 \(an int\), got 4 \(int\)"),
+    (SRBDenseNet121, {"spatial_dims": "2"}, r"spatial_dims must be 2 or 3 \(an int\), got '2' \(str\)"),
+    (SRBResNet50, {"spatial_dims": 4}, r"spatial_dims must be 2 or 3 \(an int\), got 4 \(int\)"),
+    (SRBResNet50, {"spatial_dims": "2"}, r"spatial_dims must be 2 or 3 \(an int\), got '2' \(str\)"),
+    (SRBDenseNet121, {"in_channels": 0}, r"in_channels must be a positive int, got 0"),
+    (SRBResNet50, {"out_channels": 0}, r"out_channels must be a positive int, got 0"),
+    (SRBDenseNet121, {"spatial_size": 16}, r"input image size, and DenseNet-121 needs at least 29 .*got 16"),
+    (SRBDenseNet121, {"spatial_size": (64, 28)}, r"at least 29 .*got \(64, 28\)"),
+    (SRBDenseNet121, {"spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
 ]
 
 
 @pytest.mark.parametrize("cls, kwargs, match", BAD_ARGS)
 def test_bad_args(cls, kwargs, match):
+    kwargs = {"spatial_dims": 2, "in_channels": 1, "out_channels": 3, **kwargs}
     with pytest.raises(ValueError, match=match):
-        cls(spatial_dims=2, in_channels=1, out_channels=3, **kwargs)
+        cls(**kwargs)
+
+
+# (spatial dims, input shape): below DenseNet-121's 29 along some axis
+SMALL_INPUTS = [(2, (1, 1, 28, 28)), (2, (2, 1, 64, 28)), (3, (1, 1, 28, 32, 32))]
+
+
+@pytest.mark.parametrize("spatial_dims, shape", SMALL_INPUTS)
+def test_densenet_input_below_minimum(spatial_dims, shape):
+    net = SRBDenseNet121(spatial_dims, 1, 3).eval()
+    assert net.min_input_size == 29
+    message = rf"at least 29 per spatial dim .*got shape \[{', '.join(map(str, shape))}\]"
+    with pytest.raises(ValueError, match=message):
+        net(torch.randn(shape))
+    with pytest.raises((ValueError, torch.jit.Error), match=message):
+        torch.jit.script(copy.deepcopy(net))(torch.randn(shape))
+    with torch.no_grad():  # 29 is enough
+        assert net(torch.randn(shape[:2] + (29,) * spatial_dims)).shape == (shape[0], 3)

@@ -96,7 +96,9 @@ BAD_ARGS = [
     ({"spatial_size": 40}, "divisible by 16"),
     ({"spatial_size": (64, 72)}, "divisible by 16"),
     ({"spatial_size": 36, "unet_star": True}, "divisible by 8"),
-    ({"spatial_size": (64, 64, 64)}, "length 2"),
+    ({"spatial_size": (64, 64, 64)}, r"spatial_size .*\(3 entries\)"),
+    ({"spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
+    ({"spatial_size": 64.5}, r"spatial_size .*got 64.5 \(float\)"),
     ({"block": "srb_aom"}, "spatial_size"),
     ({"block": "fourier"}, "block must be one of"),
     ({"reduction": 3}, "reduction"),
@@ -200,3 +202,19 @@ def test_torchscript(block, unet_star):
 def test_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         SRBUNet(2, 3, 2, **kwargs)
+
+
+# (spatial_dims, in_channels, out_channels, words the message must hold)
+BAD_SIZES = [
+    (2, 0, 2, r"in_channels must be a positive int, got 0 \(int\)"),
+    (2, 3, 0, r"out_channels must be a positive int, got 0 \(int\)"),
+    (2, 3.0, 2, r"in_channels must be a positive int, got 3.0 \(float\)"),
+    ("2", 3, 2, r"spatial_dims must be 2 or 3 \(an int\), got '2' \(str\)"),
+    (4, 3, 2, r"spatial_dims must be 2 or 3 \(an int\), got 4 \(int\)"),
+]
+
+
+@pytest.mark.parametrize("spatial_dims, in_channels, out_channels, match", BAD_SIZES)
+def test_bad_dims_and_channels(spatial_dims, in_channels, out_channels, match):
+    with pytest.raises(ValueError, match=match):
+        SRBUNet(spatial_dims, in_channels, out_channels)
