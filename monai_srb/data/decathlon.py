@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,13 @@ import nibabel as nib
 import numpy as np
 from monai.data import load_decathlon_datalist
 
-__all__ = ["SYNTHETIC_LABELS", "load_decathlon_data", "make_synthetic_decathlon"]
+__all__ = [
+    "SYNTHETIC_LABELS",
+    "decathlon_class_names",
+    "load_decathlon_data",
+    "load_nifti_images",
+    "make_synthetic_decathlon",
+]
 
 # Class names of the synthetic data set, in the dataset.json ``labels`` layout.
 SYNTHETIC_LABELS = {"0": "background", "1": "organ", "2": "lesion"}
@@ -281,3 +288,66 @@ def make_synthetic_decathlon(
     tmp.write_text(json.dumps(properties, indent=4))
     os.replace(tmp, root / "dataset.json")
     return str(root)
+
+
+def decathlon_class_names(dataset_dir: str | os.PathLike, num_classes: int) -> list[str]:
+    """
+    Names of the foreground classes ``1 .. num_classes - 1`` from ``dataset_dir/dataset.json``'s ``labels``,
+    lower-cased with runs of other characters than letters and digits as ``_`` (metric names such as
+    ``Dice_anterior``; MSD Task04: ``["anterior", "posterior"]``).
+
+    Args:
+        dataset_dir: the data set folder, holding ``dataset.json``.
+        num_classes: number of classes, background included.
+
+    Raises:
+        ValueError: when ``dataset.json`` is missing or unreadable, or its ``labels`` do not name the
+            classes ``0 .. num_classes - 1``.
+    """
+    dataset_json = Path(dataset_dir) / "dataset.json"
+    try:
+        labels = json.loads(dataset_json.read_text()).get("labels")
+    except (OSError, ValueError, AttributeError) as e:
+        raise ValueError(f"{dataset_json} cannot be read as a dataset.json: {e}") from e
+    expected = [str(c) for c in range(num_classes)]
+    if not isinstance(labels, dict) or sorted(labels, key=str) != sorted(expected):
+        raise ValueError(f"{dataset_json} has labels {labels}, expected names for the classes {expected}.")
+    return [re.sub(r"[^a-z0-9]+", "_", str(labels[c]).lower()).strip("_") for c in expected[1:]]
+
+
+def load_nifti_images(
+    folder: str | os.PathLike, data_list_key: str = "test", in_channels: int | None = None, read_data: bool = False
+) -> list[dict[str, Any]]:
+    """
+    Images to predict: the ``data_list_key`` list of an MSD folder (one with a ``dataset.json``, read by
+    :func:`load_decathlon_data`), or else every ``*.nii`` / ``*.nii.gz`` file directly in ``folder``.
+
+    Args:
+        folder: an MSD data set folder or a plain folder of NIfTI files.
+        data_list_key: the ``dataset.json`` list to read (``"test"``; ``"training"`` for a data set without
+            a test list, e.g. MSD Task04 as distributed here). Unused for a plain folder.
+        in_channels: expected image channels, or ``None`` to skip that check.
+        read_data: also decompress every volume.
+
+    Returns:
+        ``[{"image": path}, ...]``, absolute paths (sorted by name for a plain folder).
+
+    Raises:
+        ValueError: when ``folder`` is not a folder, holds no NIfTI file, or an image fails the checks of
+            :func:`load_decathlon_data`.
+    """
+    folder = Path(folder)
+    if (folder / "dataset.json").is_file():
+        items = load_decathlon_data(folder, data_list_key, in_channels=in_channels, read_data=read_data)
+        return [{"image": item["image"]} for item in items]
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder: expected an MSD data set folder or a folder of NIfTI files.")
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith((".nii", ".nii.gz")))
+    if not paths:
+        raise ValueError(f"{folder} has neither a dataset.json nor any .nii / .nii.gz file.")
+    for path in paths:
+        img = _open_nifti(str(path), "image", read_data)
+        channels = img.shape[3] if len(img.shape) == 4 else 1
+        if in_channels is not None and channels != in_channels:
+            raise ValueError(f"image file {path} has {channels} channel(s), expected in_channels={in_channels}.")
+    return [{"image": str(path.resolve())} for path in paths]
