@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -76,18 +78,24 @@ def test_checkpoints_load_with_weights_only(trained):
 def test_mlflow_has_dice_iou_params_and_artifacts(trained):
     client, train_run = _train_run(trained)
     assert train_run.info.status == "FINISHED"
-    for key in ("Dice", "IoU"):
+    # Dice_<class>: per foreground class, named from dataset.json's labels (the synthetic set: organ, lesion)
+    for key in ("Dice", "IoU", "Dice_organ", "Dice_lesion"):
         history = _history(client, train_run.info.run_id, key)
         assert [step for step, _ in history] == [1] and 0.0 <= history[0][1] <= 1.0
+    # one validation volume, so the mean Dice is the mean of its two classes
+    per_class = [train_run.data.metrics[f"Dice_{name}"] for name in ("organ", "lesion")]
+    assert train_run.data.metrics["Dice"] == pytest.approx(np.mean(per_class), abs=1e-4)
     assert len(_history(client, train_run.info.run_id, "Loss")) == 3  # one per iteration
     params = train_run.data.params
     assert params["epochs"] == "1" and params["patch_size"] == "[32, 32, 32]" and params["block"] == "srb_fft"
+    assert params["norm"] == "instance" and params["split_seed"] == "0"
+    assert (params["num_train"], params["num_val"]) == ("3", "1")
     assert params["network_def.spatial_dims"] == "3"
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"model.pt", "train.json"}
 
 
-def test_evaluate_recomputes_the_best_checkpoints_metrics(trained):
-    _run(trained, "evaluate")
+def test_evaluate_on_the_validation_split_recomputes_the_best_checkpoints_metrics(trained):
+    _run(trained, "evaluate", eval_data="$@split[1]")
     with open(trained / "eval" / "metrics.csv") as f:
         metrics = {name: float(value) for name, value in csv.reader(f)}
     client, train_run = _train_run(trained)
@@ -97,6 +105,31 @@ def test_evaluate_recomputes_the_best_checkpoints_metrics(trained):
     assert eval_run.data.metrics["Dice"] == pytest.approx(best_dice, abs=1e-6)
     assert eval_run.data.metrics["IoU"] == pytest.approx(metrics["IoU"], abs=1e-6)
     assert (trained / "eval" / "Dice_raw.csv").is_file()
+
+
+def _hippocampus_like(root: Path, num: int) -> Path:
+    """A tiny synthetic Decathlon folder whose dataset.json names the classes as MSD Task04 does."""
+    data = Path(make_synthetic_decathlon(root, num_train=num, num_test=0, size=32, seed=7))
+    properties = json.loads((data / "dataset.json").read_text())
+    properties["labels"] = {"0": "background", "1": "Anterior", "2": "Posterior"}
+    (data / "dataset.json").write_text(json.dumps(properties))
+    return data
+
+
+def test_evaluate_scores_every_case_of_another_decathlon_folder(trained, tmp_path):
+    data = _hippocampus_like(tmp_path / "data", num=3)
+    out = tmp_path / "eval_out"
+    _run(out, "evaluate", dataset_dir=str(data), ckpt_path=str(trained / "models" / "model.pt"))
+    _, runs = _runs(out)
+    (eval_run,) = runs
+    assert eval_run.info.run_name == "evaluate" and eval_run.data.params["num_scored"] == "3"
+    assert {"Dice", "IoU", "Dice_anterior", "Dice_posterior"} <= set(eval_run.data.metrics)
+    with open(out / "eval" / "Dice_raw.csv") as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == 1 + 3  # header, then one row per case: all of them, no split
+    assert sorted(Path(r[0]).name for r in rows[1:]) == [f"synthetic_{i:03d}.nii.gz" for i in range(3)]
+    with open(out / "eval" / "metrics.csv") as f:
+        assert {name for name, _ in csv.reader(f)} >= {"Dice_anterior", "Dice_posterior"}
 
 
 def test_inference_writes_labels_with_the_inputs_affine(trained):
@@ -109,6 +142,79 @@ def test_inference_writes_labels_with_the_inputs_affine(trained):
         np.testing.assert_allclose(pred.affine, image.affine, atol=1e-5)
         assert pred.shape == image.shape and pred.get_data_dtype() == np.uint8
         assert set(np.unique(np.asanyarray(pred.dataobj)).tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize("listed", [True, False], ids=["decathlon_training_list", "plain_nifti_folder"])
+def test_inference_on_a_decathlon_list_or_a_plain_folder(trained, tmp_path, listed):
+    source = trained / "synthetic_data"
+    if listed:  # a Decathlon folder without a test list, as MSD Task04 here: predict its training images
+        folder, overrides, names = source, {"infer_list_key": "training"}, [f"synthetic_{i:03d}" for i in range(4)]
+    else:
+        folder = tmp_path / "volumes"
+        folder.mkdir()
+        for path in sorted((source / "imagesTs").glob("*.nii.gz")):
+            shutil.copy(path, folder / path.name)
+        (folder / "notes.txt").write_text("not an image")
+        overrides, names = {}, ["synthetic_004", "synthetic_005"]
+    out = tmp_path / "out"
+    _run(out, "inference", dataset_dir=str(folder), ckpt_path=str(trained / "models" / "model.pt"), **overrides)
+    assert sorted(p.name for p in (out / "predictions").iterdir()) == [f"{n}_seg.nii.gz" for n in names]
+
+
+def test_an_empty_folder_is_refused_for_inference(trained, tmp_path):
+    with pytest.raises(Exception) as info:
+        _run(tmp_path / "out", "inference", dataset_dir=str(tmp_path), ckpt_path=str(trained / "models" / "model.pt"))
+    assert any(isinstance(e, ValueError) and "neither a dataset.json nor any .nii" in str(e) for e in _causes(info.value))
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    causes = [error]
+    while causes[-1].__cause__ is not None:
+        causes.append(causes[-1].__cause__)
+    return causes
+
+
+def _parsed(output_dir: Path, key: str, **overrides: object) -> object:
+    parser = ConfigParser()
+    parser.read_config(_configs())
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(output_dir), "device": "cpu", **overrides})
+    return parser.get_parsed_content(key)
+
+
+def test_every_training_seed_validates_on_the_same_volumes(tmp_path):
+    splits = [_parsed(tmp_path, "split", seed=seed, synthetic_samples=8) for seed in range(5)]
+    assert all(split == splits[0] for split in splits)
+    assert len(splits[0][1]) == 2  # val_fraction 0.25 of 8
+    other = _parsed(tmp_path, "split", split_seed=3, synthetic_samples=8)
+    assert other[1] != splits[0][1]  # the split seed, not the training seed, moves the validation set
+
+
+@pytest.mark.parametrize(
+    "norm,layer,absent",
+    [("instance", torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d), ("batch", torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d)],
+)
+def test_norm_override_sets_the_unets_norm(tmp_path, norm, layer, absent):
+    net = _parsed(tmp_path, "network_def", norm=norm, srb_positions=[])
+    norms = [m for m in net.modules() if isinstance(m, (torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d))]
+    assert len(norms) == 18 and all(isinstance(m, layer) and m.affine for m in norms)  # 9 two-conv blocks
+    assert not any(isinstance(m, absent) for m in net.modules())
+
+
+@pytest.mark.parametrize("norm", ["group", "Batch", None])
+def test_an_unknown_norm_is_refused(tmp_path, norm):
+    with pytest.raises(Exception) as info:
+        _parsed(tmp_path, "network_def", norm=norm)
+    assert any(
+        isinstance(e, ValueError) and f"norm must be one of ['batch', 'instance'], got {norm!r}" in str(e)
+        for e in _causes(info.value)
+    )
+
+
+def test_batch_norm_run_logs_its_norm(tmp_path):
+    _run(tmp_path, epochs=1, norm="batch")
+    client, train_run = _train_run(tmp_path)
+    assert train_run.data.params["norm"] == "batch"
+    assert {"Dice", "Dice_organ", "Dice_lesion"} <= set(train_run.data.metrics)
 
 
 def test_same_seed_gives_identical_metrics(trained, tmp_path):
