@@ -97,7 +97,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 def test_train_writes_checkpoints_and_mlflow(trained):
     assert not trained.missing  # every required MONAI bundle training property is defined
     models = trained.out / "models"
-    assert sorted(p.name for p in models.iterdir()) == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt"]
+    assert sorted(p.name for p in models.iterdir()) == [
+        "checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt", "network_config.json"
+    ]
     state = torch.load(models / "checkpoint_epoch=2.pt", weights_only=True)
     assert set(state) == {"network", "optimizer", "trainer"}
     assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"] == 2 * 3
@@ -130,8 +132,19 @@ def test_same_seed_gives_identical_metrics(trained, tmp_path):
     assert histories[0] == histories[1]
 
 
-def test_evaluate_recomputes_the_best_validation_metrics(trained):
-    _run("train", "evaluate", workflow_type=None, output_dir=str(trained.out), **TINY)
+def test_evaluate_recomputes_the_best_validation_metrics(trained, tmp_path):
+    # evaluate scores every image of dataset_dir, no split: a folder of the validation images alone gives
+    # the validation scores of the best epoch; the whole data set gives one row per image.
+    val_dir = tmp_path / "val"
+    for folder in ("images", "masks"):
+        (val_dir / folder).mkdir(parents=True)
+    parser = ConfigParser()
+    parser.read_config(_configs("train"))
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(trained.out), **TINY})
+    for item in parser.get_parsed_content("split")[1]:
+        for key, folder in (("image", "images"), ("label", "masks")):
+            (val_dir / folder / Path(item[key]).name).write_bytes(Path(item[key]).read_bytes())
+    _run("train", "evaluate", workflow_type=None, output_dir=str(trained.out), dataset_dir=str(val_dir), **TINY)
     with open(trained.out / "eval" / "metrics.csv") as f:
         evaluated = {name: float(value) for name, value in csv.reader(f)}
     client, (run,) = _mlflow_runs(f"sqlite:///{trained.out}/mlflow.db")
@@ -142,6 +155,10 @@ def test_evaluate_recomputes_the_best_validation_metrics(trained):
         assert evaluated[name] == pytest.approx(logged, abs=1e-6), name
     with open(trained.out / "eval" / "val_dice_raw.csv") as f:
         assert len(list(csv.DictReader(f))) == 2  # per validation image
+
+    _run("train", "evaluate", workflow_type=None, output_dir=str(trained.out), **TINY)
+    with open(trained.out / "eval" / "val_dice_raw.csv") as f:
+        assert len(list(csv.DictReader(f))) == TINY["synthetic_samples"]  # every image, training ones too
 
 
 @pytest.mark.parametrize("own_folder", [False, True])
@@ -254,7 +271,7 @@ def test_multi_gpu_ddp_on_cpu(tmp_path):
     first = result.stderr.find("Traceback")
     assert result.returncode == 0, result.stderr[max(first, 0) :][:6000] + "\n...\n" + result.stderr[-3000:]
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
-    assert models == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt"]
+    assert models == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt", "network_config.json"]
     state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state["network"])  # saved unwrapped from DDP
     client, (run,) = _mlflow_runs(f"sqlite:///{tmp_path}/mlflow.db")  # one run: only rank 0 logs
@@ -318,10 +335,15 @@ def test_mlflow_http_server(tmp_path, mlflow_server):
     assert all(a.startswith("overlay_") and a.endswith(".png") for a in artifacts - {"train.json", "model.pt"})
 
 
-def test_interrupted_run_resumes_at_the_next_epoch(tmp_path):
+def _network_state(workflow: ConfigWorkflow) -> dict[str, torch.Tensor]:
+    return workflow.parser.get_parsed_content("network").state_dict()
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     cmd = [
         sys.executable, "-m", "monai.bundle", "run", "--config_file", str(BUNDLE / "configs" / "train.json"),
-        "--bundle_root", str(BUNDLE), "--output_dir", str(tmp_path), "--epochs", "50", "--keep_checkpoints", "None",
+        "--bundle_root", str(BUNDLE), "--output_dir", str(killed_dir), "--epochs", "50",
         *[arg for k, v in TINY.items() for arg in (f"--{k}", str(v))],
     ]
     first = subprocess.Popen(
@@ -331,7 +353,7 @@ def test_interrupted_run_resumes_at_the_next_epoch(tmp_path):
     threading.Thread(target=lambda: [lines.put(line) for line in first.stdout], daemon=True).start()
     output, deadline = [], time.monotonic() + 240
     try:
-        # The checkpoint file appears before it is fully written: wait for the saver's log line.
+        # The saver logs after the rename that makes the checkpoint appear whole.
         while not any("Saved checkpoint at epoch: 1" in line for line in output):
             assert first.poll() is None, "".join(output)[-3000:]
             assert time.monotonic() < deadline, "".join(output)[-3000:]
@@ -340,25 +362,128 @@ def test_interrupted_run_resumes_at_the_next_epoch(tmp_path):
             except queue.Empty:
                 pass
     finally:
-        first.kill()
+        first.kill()  # SIGKILL: no handler runs, the MLflow run stays RUNNING
         first.wait()
-    checkpoint = tmp_path / "models" / "checkpoint_epoch=1.pt"
-    trainer_state = torch.load(checkpoint, weights_only=True)["trainer"]
-    assert trainer_state["iteration"] == trainer_state["epoch_length"] == 3
+    checkpoint = killed_dir / "models" / "checkpoint_epoch=1.pt"
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["trainer"]["iteration"] == state["trainer"]["epoch_length"] == 3
+    assert {"python", "numpy", "torch", "transforms"} <= set(state["random_states"])
+    assert len(state["random_states"]["transforms"]) == 4  # Compose and its three random transforms
 
-    workflow = _workflow("train", output_dir=str(tmp_path), epochs=3, resume_from=str(checkpoint), **TINY)
+    resumed = _workflow("train", output_dir=str(killed_dir), epochs=3, resume_from=str(checkpoint), **TINY)
     epochs: list[int] = []
-    trainer = workflow.parser.get_parsed_content("train#trainer")
+    trainer = resumed.parser.get_parsed_content("train#trainer")
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs.append(engine.state.epoch))
-    workflow.run()
-    workflow.finalize()
+    resumed.run()
+    resumed.finalize()
     assert epochs == [2, 3] and trainer.state.epoch == 3
-    assert torch.load(tmp_path / "models" / "checkpoint_epoch=3.pt", weights_only=True)["trainer"]["iteration"] == 3 * 3
-    # The killed run stays RUNNING with its epoch; the resumed training is a run of its own (MLflow params
-    # cannot change, and epochs / resume_from do), which names the checkpoint it started from.
-    client, runs = _mlflow_runs(f"sqlite:///{tmp_path}/mlflow.db")
-    killed, resumed = sorted(runs, key=lambda r: r.info.start_time)
-    assert killed.info.status == "RUNNING" and resumed.info.status == "FINISHED"
+    whole = _run("train", output_dir=str(whole_dir), epochs=3, **TINY)
+
+    # Same shuffles, flips and rotations after the kill: bit-identical weights and metrics.
+    assert _metrics(resumed) == _metrics(whole)
+    weights, expected = _network_state(resumed), _network_state(whole)
+    assert weights.keys() == expected.keys()
+    assert all(torch.equal(weights[k], expected[k]) for k in weights), [
+        k for k in weights if not torch.equal(weights[k], expected[k])
+    ]
+    # keep_checkpoints (2) holds over both runs: the killed run's epoch 1 is pruned.
+    assert sorted(p.name for p in (killed_dir / "models").iterdir()) == [
+        "checkpoint_epoch=2.pt", "checkpoint_epoch=3.pt", "model.pt", "network_config.json"
+    ]
+    # The resumed training is a run of its own (MLflow params cannot change, and epochs / resume_from do),
+    # linked to the killed run, which is marked KILLED.
+    client, runs = _mlflow_runs(f"sqlite:///{killed_dir}/mlflow.db")
+    killed, later = sorted(runs, key=lambda r: r.info.start_time)
+    assert killed.info.status == "KILLED" and later.info.status == "FINISHED"
+    assert later.data.tags["srb.resumed_from_run_id"] == killed.info.run_id
+    assert killed.data.tags["srb.resumed_by_run_id"] == later.info.run_id
     assert [s for s, _ in _history(client, killed.info.run_id, "val_mean_iou")] == [1]
-    assert [s for s, _ in _history(client, resumed.info.run_id, "val_mean_iou")] == [2, 3]
-    assert resumed.data.params["resume_from"] == str(checkpoint)
+    assert [s for s, _ in _history(client, later.info.run_id, "val_mean_iou")] == [2, 3]
+    assert later.data.params["resume_from"] == str(checkpoint)
+
+
+def _hc18_like(root: Path, num: int = 8, size: tuple[int, int] = (48, 32)) -> tuple[Path, dict[str, float]]:
+    """An HC18-style folder: grayscale non-square PNGs of a bright elliptic ring, filled masks, labels.csv."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0 : size[1], 0 : size[0]].astype(np.float64)
+    hc, lines = {}, ["image_id,pixel_size_mm,head_circumference_mm"]
+    for i in range(num):
+        a, b = rng.uniform(9, 14), rng.uniform(6, 9)
+        r = ((cols - size[0] / 2) / a) ** 2 + ((rows - size[1] / 2) / b) ** 2
+        image = np.clip(40 + 160 * (np.abs(r - 1) < 0.25) + rng.normal(0, 10, r.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(image, "L").save(root / "images" / f"{i:03d}_HC.png")
+        Image.fromarray(((r <= 1) * 255).astype(np.uint8), "L").save(root / "masks" / f"{i:03d}_HC_mask.png")
+        h = ((a - b) / (a + b)) ** 2
+        hc[f"{i:03d}_HC"] = 0.5 * np.pi * (a + b) * (1 + 3 * h / (10 + np.sqrt(4 - 3 * h)))
+        lines.append(f"{i:03d}_HC,0.5,{hc[f'{i:03d}_HC']:.3f}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root, hc
+
+
+def test_generic_grayscale_folder_trains_evaluates_and_infers(tmp_path):
+    root, _ = _hc18_like(tmp_path / "hc")
+    # evaluate and inference build the network from the same overrides as training
+    common = {"dataset_dir": str(root), "mask_pattern": "{id}_mask.png", "norm": "batch", **TINY}
+    workflow = _run("train", output_dir=str(tmp_path / "out"), epochs=1, **common)
+    network = workflow.parser.get_parsed_content("network")
+    norms = {type(m).__name__ for m in network.modules() if "Norm" in type(m).__name__}
+    assert "BatchNorm2d" in norms and "InstanceNorm2d" not in norms
+    assert network.conv_0.conv_0.conv.in_channels == 1  # detected from the grayscale PNGs
+    _, (run,) = _mlflow_runs(f"sqlite:///{tmp_path / 'out'}/mlflow.db")
+    assert run.data.params["norm"] == "batch" and run.data.params["in_channels"] == "1"
+    assert run.data.params["mask_pattern"] == "{id}_mask.png"
+    assert set(VAL_METRICS) | {"val_hc_error_mm"} <= set(run.data.metrics)
+    assert run.data.metrics["val_hc_error_mm"] >= 0.0
+
+    _run("train", "evaluate", workflow_type=None, output_dir=str(tmp_path / "out"), **common)
+    with open(tmp_path / "out" / "eval" / "metrics.csv") as f:
+        assert {"val_dice", "val_hc_error_mm"} <= {name for name, _ in csv.reader(f)}
+    for name in ("val_dice", "val_hc_error_mm"):
+        with open(tmp_path / "out" / "eval" / f"{name}_raw.csv") as f:
+            assert len(list(csv.DictReader(f))) == 8  # every image of the folder
+
+    _run("train", "inference", workflow_type="infer", output_dir=str(tmp_path / "out"),
+         input_dir=str(root / "images"), prediction_dir=str(tmp_path / "pred"), **common)
+    for image in sorted((root / "images").iterdir()):
+        mask = Image.open(tmp_path / "pred" / f"{image.stem}_segmentation.png")
+        assert mask.mode == "L" and mask.size == (48, 32)  # the original, non-square size
+
+
+def test_resize_keeps_the_aspect_ratio_and_pads_to_a_square(tmp_path):
+    # A disc in an 80 x 40 image: resized by its long side to 32 it stays a disc, in a 32 x 16 band padded with zeros.
+    rows, cols = np.mgrid[0:40, 0:80]
+    disc = (rows - 20) ** 2 + (cols - 40) ** 2 <= 15**2
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    Image.fromarray((disc * 200 + 50).astype(np.uint8), "L").save(tmp_path / "images" / "a.png")
+    Image.fromarray((disc * 255).astype(np.uint8), "L").save(tmp_path / "masks" / "a_segmentation.png")
+    parser = ConfigParser()
+    parser.read_config(_configs("train"))
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path / "out"), "dataset_dir": str(tmp_path), **TINY})
+    item = parser.get_parsed_content("validate#preprocessing")(parser.get_parsed_content("datalist")[0])
+    image, label = item["image"][0], item["label"][0]
+    assert image.shape == label.shape == (32, 32)
+    inside = torch.nonzero(label)
+    extents = (inside.max(0).values - inside.min(0).values + 1).tolist()
+    assert extents[0] == extents[1] and abs(extents[0] - 12) <= 1  # 30 px across, scaled by 32/80
+    assert sorted([int(image.abs().sum(dim=d).gt(0).sum()) for d in (0, 1)]) == [16, 32]  # 40 x 80 -> 16 x 32, padded
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ({"norm": "group"}, r"norm must be one of \['batch', 'instance'\], got 'group'"),
+        ({"in_channels": 1, "dataset_dir": "SYNTH"}, r"image .*synthetic_0000\.jpg has 3 channel\(s\) \(colour\), expected 1 as in_channels"),
+        ({"mask_pattern": "{id}_mask.png", "dataset_dir": "SYNTH"}, r"no mask in .*masks matches mask_pattern '\{id\}_mask\.png'"),
+    ],
+)
+def test_bad_overrides_stop_the_run_naming_the_value(tmp_path, override, message):
+    if override.get("dataset_dir") == "SYNTH":
+        override = {**override, "dataset_dir": make_synthetic_skin_lesions(tmp_path / "data", num_samples=4, image_size=(24, 32))}
+    with pytest.raises(RuntimeError) as excinfo:
+        _run("train", output_dir=str(tmp_path / "out"), epochs=1, **{**TINY, **override})
+    assert isinstance(excinfo.value.__cause__, ValueError)
+    assert re.search(message, str(excinfo.value.__cause__))
+    assert not (tmp_path / "out" / "models").exists()
