@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 from monai_srb.handlers.cam import GradCAMHandler
+from monai_srb.handlers.checkpoint_saver import SRBCheckpointSaver
 from monai_srb.handlers.image_handler import ImageSavingHandler
 from monai_srb.handlers.mlflow_tracking import (
     PROCESS_RUN_NAME,
+    RUN_ID_STATE_KEY,
     SRBMLFlowHandler,
+    check_tracking_server,
     config_params,
     default_tracking_uri,
     flatten_config,
 )
 from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
 from monai_srb.handlers.overlay import SegmentationOverlayHandler
+from monai_srb.handlers.random_states import RandomStates
 
 __all__ = [
     "PROCESS_RUN_NAME",
+    "RUN_ID_STATE_KEY",
     "GradCAMHandler",
     "ImageSavingHandler",
     "OrthogonalRetractionHandler",
+    "RandomStates",
+    "SRBCheckpointSaver",
     "SRBMLFlowHandler",
     "SegmentationOverlayHandler",
+    "check_tracking_server",
     "config_params",
     "default_tracking_uri",
     "flatten_config",

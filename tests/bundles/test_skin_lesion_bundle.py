@@ -101,7 +101,7 @@ def test_train_writes_checkpoints_and_mlflow(trained):
         "checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt", "network_config.json"
     ]
     state = torch.load(models / "checkpoint_epoch=2.pt", weights_only=True)
-    assert set(state) == {"network", "optimizer", "trainer"}
+    assert set(state) == {"network", "optimizer", "trainer", "random_states"}
     assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"] == 2 * 3
     weights = torch.load(models / "model.pt", weights_only=True)
     assert weights.keys() == state["network"].keys()
@@ -333,6 +333,17 @@ def test_mlflow_http_server(tmp_path, mlflow_server):
     # the config, the best checkpoint and the Fig. 4-style overlays of the validation images
     assert {"train.json", "model.pt"} < artifacts
     assert all(a.startswith("overlay_") and a.endswith(".png") for a in artifacts - {"train.json", "model.pt"})
+
+
+def test_dead_tracking_server_stops_the_run_before_training(tmp_path):
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    start = time.monotonic()
+    with pytest.raises(RuntimeError) as excinfo:
+        _workflow("train", output_dir=str(tmp_path), tracking_uri=uri, tracking_timeout=3, epochs=1, **TINY)
+    print(f"failed after {time.monotonic() - start:.1f} s")
+    assert time.monotonic() - start < 120  # not MLflow's 4 minutes of retries
+    assert isinstance(excinfo.value.__cause__, ValueError) and repr(uri) in str(excinfo.value.__cause__)
+    assert not (tmp_path / "models").exists()
 
 
 def _network_state(workflow: ConfigWorkflow) -> dict[str, torch.Tensor]:

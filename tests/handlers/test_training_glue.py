@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import re
+import socket
+import time
+
 import mlflow
 import pytest
 import torch
+from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.handlers import from_engine
 
 from monai_srb.blocks import SpectralResidualBlock
 from monai_srb.handlers import (
     PROCESS_RUN_NAME,
+    RUN_ID_STATE_KEY,
     OrthogonalRetractionHandler,
     SRBMLFlowHandler,
     config_params,
@@ -109,3 +115,47 @@ def test_config_params_overlays_resolved_values(tmp_path):
     cfg.write_text(json.dumps({"epochs": 10, "network_def": {"_target_": "SRBUNet", "features": [1, 2]}}))
     params = config_params(str(cfg), {"epochs": 3})
     assert params == {"epochs": "3", "network_def._target_": "SRBUNet", "network_def.features": "[1, 2]"}
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:  # bound, then closed: nothing listens on it
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_dead_tracking_server_fails_fast_naming_the_uri(tmp_path, scheme):
+    uri = f"{scheme}://127.0.0.1:{_dead_port()}"
+    start = time.monotonic()
+    with pytest.raises(ValueError, match=re.escape(repr(uri))):
+        SRBMLFlowHandler(output_dir=str(tmp_path), tracking_uri=uri, tracking_timeout=2.0)
+    elapsed = time.monotonic() - start
+    print(f"refused after {elapsed:.2f} s")
+    assert elapsed < 60  # MLflow's own retries take about 4 minutes
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0])
+def test_tracking_timeout_must_be_positive(tmp_path, timeout):
+    with pytest.raises(ValueError, match="tracking_timeout"):
+        SRBMLFlowHandler(output_dir=str(tmp_path), tracking_uri="http://127.0.0.1:1", tracking_timeout=timeout)
+
+
+def test_resumed_run_marks_the_killed_run_and_links_to_it(tmp_path):
+    net = SpectralResidualBlock(2, 4)
+    first = _trainer(net, epochs=1)
+    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="link", iteration_log=False).attach(first)
+    first.run()  # without close_on_complete the run stays RUNNING, as after a kill -9
+    checkpoint = first.state_dict()
+    resumed = _trainer(net, epochs=2)
+    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="link", run_name="resumed", iteration_log=False,
+                     close_on_complete=True).attach(resumed)
+    resumed.add_event_handler(Events.STARTED, lambda engine: engine.load_state_dict({**checkpoint, "max_epochs": 2}))
+    resumed.run()
+    client = mlflow.MlflowClient(default_tracking_uri(str(tmp_path)))
+    runs = {r.info.run_name: r for r in client.search_runs([client.get_experiment_by_name("link").experiment_id])}
+    killed, later = runs[PROCESS_RUN_NAME], runs["resumed"]
+    assert checkpoint[RUN_ID_STATE_KEY] == killed.info.run_id
+    assert killed.info.status == "KILLED" and later.info.status == "FINISHED"
+    assert later.data.tags["srb.resumed_from_run_id"] == killed.info.run_id
+    assert killed.data.tags["srb.resumed_by_run_id"] == later.info.run_id
+    assert resumed.state_dict()[RUN_ID_STATE_KEY] == later.info.run_id
