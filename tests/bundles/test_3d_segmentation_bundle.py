@@ -189,6 +189,18 @@ def test_every_training_seed_validates_on_the_same_volumes(tmp_path):
     assert other[1] != splits[0][1]  # the split seed, not the training seed, moves the validation set
 
 
+HIPPOCAMPUS = BUNDLE.parents[2] / "shared" / "data" / "msd_hippocampus"
+
+
+@pytest.mark.skipif(not (HIPPOCAMPUS / "dataset.json").is_file(), reason="../shared/data/msd_hippocampus is absent")
+def test_hippocampus_splits_160_40_and_names_its_classes(tmp_path):
+    overrides = {"dataset_dir": str(HIPPOCAMPUS), "val_fraction": 0.2, "check_data": False}
+    train, val = _parsed(tmp_path, "split", **overrides)
+    assert (len(train), len(val)) == (160, 40)
+    assert _parsed(tmp_path, "split", seed=2, **overrides)[1] == val
+    assert _parsed(tmp_path, "class_names", **overrides) == ["anterior", "posterior"]
+
+
 @pytest.mark.parametrize(
     "norm,layer,absent",
     [("instance", torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d), ("batch", torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d)],
