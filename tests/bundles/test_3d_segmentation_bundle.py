@@ -69,7 +69,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_checkpoints_load_with_weights_only(trained):
     best = torch.load(trained / "models" / "model.pt", weights_only=True)
     full = torch.load(trained / "models" / "checkpoint_epoch=1.pt", weights_only=True)
-    assert set(full) == {"network", "optimizer", "trainer"}
+    assert set(full) == {"network", "optimizer", "trainer", "random_states"}
     assert full["trainer"]["iteration"] == full["trainer"]["epoch_length"] == 3
     assert best.keys() == full["network"].keys()
     assert any(k.startswith("srb_before_up4.") for k in best)  # the SRB_F really is in the network
@@ -240,8 +240,15 @@ def test_resume_continues_at_the_next_epoch(trained, tmp_path):
     _run(tmp_path, epochs=2, resume_from=str(trained / "models" / "checkpoint_epoch=1.pt"))
     client, resumed = _train_run(tmp_path)
     assert [step for step, _ in _history(client, resumed.info.run_id, "Dice")] == [2]
-    trainer = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)["trainer"]
-    assert trainer["iteration"] == 2 * trainer["epoch_length"]
+    resumed_state = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)
+    assert resumed_state["trainer"]["iteration"] == 2 * resumed_state["trainer"]["epoch_length"]
+    # The same second epoch as a run never interrupted: the same patches and flips, bit-identical weights.
+    _run(tmp_path / "whole", epochs=2)
+    whole_client, whole = _train_run(tmp_path / "whole")
+    for key in ("Dice", "IoU"):
+        assert _history(client, resumed.info.run_id, key) == _history(whole_client, whole.info.run_id, key)[1:]
+    expected = torch.load(tmp_path / "whole" / "models" / "checkpoint_epoch=2.pt", weights_only=True)["network"]
+    assert all(torch.equal(resumed_state["network"][k], expected[k]) for k in expected)
 
 
 def test_bad_data_stops_before_training(tmp_path):

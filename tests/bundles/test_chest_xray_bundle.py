@@ -69,12 +69,14 @@ def trained(tmp_path_factory) -> Path:
 
 def test_train_writes_checkpoints_that_load_weights_only(trained):
     models = trained / "models"
-    assert sorted(p.name for p in models.iterdir()) == ["checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt"]
+    assert sorted(p.name for p in models.iterdir()) == [
+        "checkpoint_epoch=1.pt", "checkpoint_epoch=2.pt", "model.pt", "network_config.json"
+    ]
     best = torch.load(models / "model.pt", weights_only=True)
     net = SRBDenseNet121(2, 1, 14, spatial_size=32)
     net.load_state_dict(best)
     full = torch.load(models / "checkpoint_epoch=2.pt", weights_only=True)
-    assert set(full) == {"model", "optimizer", "lr_scheduler", "trainer"}
+    assert set(full) == {"model", "optimizer", "lr_scheduler", "trainer", "random_states"}
     assert full["trainer"]["iteration"] == 2 * full["trainer"]["epoch_length"]  # saved after epoch 2
 
 
@@ -149,6 +151,16 @@ def test_resume_continues_at_the_next_epoch(trained, tmp_path):
     (run,) = _runs(trained, "resume")
     assert [step for step, _ in _history(trained, run, "AUC")] == [2]
     assert sorted(p.name for p in (tmp_path / "models").glob("checkpoint_*")) == ["checkpoint_epoch=2.pt"]
+    # The trained run went on from that checkpoint uninterrupted: the same second epoch, bit for bit.
+    uninterrupted = _runs(trained)[0]
+    for key in ["Loss", "AUC"]:
+        assert _history(trained, run, key) == _history(trained, uninterrupted, key)[-len(_history(trained, run, key)) :]
+    w1 = torch.load(trained / "models" / "checkpoint_epoch=2.pt", weights_only=True)["model"]
+    w2 = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)["model"]
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    # linked to the run that wrote the checkpoint, which finished and keeps its status
+    assert run.data.tags["srb.resumed_from_run_id"] == uninterrupted.info.run_id
+    assert uninterrupted.info.status == "FINISHED"
 
 
 def test_resnet50_by_network_def_override(tmp_path):
