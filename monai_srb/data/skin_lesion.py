@@ -140,7 +140,9 @@ def load_skin_lesion_data(
     except ValueError:  # an unmatched brace
         fields = set()
     if fields != {"id"}:
-        raise ValueError(f"mask_pattern must hold the field {{id}} and no other, e.g. '{{id}}_mask.png', got {mask_pattern!r}.")
+        raise ValueError(
+            f"mask_pattern must hold the field {{id}} and no other, e.g. '{{id}}_mask.png', got {mask_pattern!r}."
+        )
     root = Path(dataset_dir).resolve()
     if not root.is_dir():
         raise ValueError(f"dataset_dir {root} is not a folder.")
@@ -214,7 +216,9 @@ def load_head_circumferences(
         reader = csv.DictReader(f)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            raise ValueError(f"{path} lacks the column(s) {missing}; expected {list(columns)}, got {reader.fieldnames}.")
+            raise ValueError(
+                f"{path} lacks the column(s) {missing}; expected {list(columns)}, got {reader.fieldnames}."
+            )
         rows: dict[str, tuple[float, float]] = {}
         for row in reader:
             try:

@@ -133,7 +133,9 @@ class HeadCircumferenceErrorMetric(CumulativeIterationMetric):
         meta = getattr(y, "meta", {})
         names, shapes = meta.get("filename_or_obj"), meta.get("spatial_shape")
         if names is None or shapes is None:
-            raise ValueError("the labels carry no filename_or_obj / spatial_shape metadata (load them with LoadImaged).")
+            raise ValueError(
+                "the labels carry no filename_or_obj / spatial_shape metadata (load them with LoadImaged)."
+            )
         name = names if isinstance(names, str) else names[index]
         shape = shapes[index] if np.ndim(shapes) > 1 else shapes  # batched or one item's metadata
         key = os.path.normpath(str(name))
@@ -142,7 +144,9 @@ class HeadCircumferenceErrorMetric(CumulativeIterationMetric):
         pixel_size, hc = self.reference[key]
         return pixel_size, hc, [int(s) for s in np.asarray(torch.as_tensor(shape).cpu()).reshape(-1)]
 
-    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def _compute_tensor(  # type: ignore[override]
+        self, y_pred: torch.Tensor, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
         if y is None:
             raise ValueError("HeadCircumferenceErrorMetric needs the labels y, for their file names.")
         if y_pred.ndim != 4:
