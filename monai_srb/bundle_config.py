@@ -209,7 +209,7 @@ class OutputDirLock:
         self.release()
 
 
-def save_network_config(ckpt_dir: str, overrides: Mapping[str, Any]) -> str:
+def save_network_config(ckpt_dir: str, overrides: Mapping[str, Any], network: Any = None) -> str:
     """
     Write ``<ckpt_dir>/network_config.json``: the bundle ids (values as this run resolved them) that
     ``network_def`` is built from, so that ``python -m monai_srb.export`` rebuilds the network the
@@ -218,6 +218,8 @@ def save_network_config(ckpt_dir: str, overrides: Mapping[str, Any]) -> str:
     Args:
         ckpt_dir: the folder the run's checkpoints go to; created if missing.
         overrides: bundle id -> JSON-serialisable value, e.g. ``{"image_size": 64, "block": "srb_fft"}``.
+        network: the built ``network_def``; its class is stored as ``network_def#_target_`` (a run may
+            have swapped the class by that override).
 
     Raises:
         ValueError: when a value cannot be written as JSON.
@@ -226,6 +228,8 @@ def save_network_config(ckpt_dir: str, overrides: Mapping[str, Any]) -> str:
         return list(v) if isinstance(v, tuple) else v
 
     content = {"overrides": {str(k): plain(v) for k, v in overrides.items()}}
+    if network is not None:
+        content["overrides"]["network_def#_target_"] = f"{type(network).__module__}.{type(network).__qualname__}"
     try:
         text = json.dumps(content, indent=4, sort_keys=True)
     except TypeError as e:

@@ -9,10 +9,15 @@ SRB_DCT are matmuls already. The exported graph has a dynamic batch dimension an
 which :class:`OnnxPredictor` checks before running it.
 
     python -m monai_srb.export --bundle_root bundles/srb_skin_lesion_segmentation --out_dir exported
+
+The network is rebuilt from the bundle's ``network_def`` with the overrides its training run stored beside
+the checkpoint (``<ckpt_dir>/network_config.json``: ``image_size``, ``block``, ...); any ``--<id> <value>``
+given after the export's own options is a further bundle override (``--image_size 64``) and wins.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -23,6 +28,7 @@ import torch
 from monai.networks.utils import convert_to_onnx, convert_to_torchscript
 from torch import nn
 
+from monai_srb.bundle_config import load_network_config
 from monai_srb.spectral.fourier import FFT_IMPLS, FourierTransform
 
 __all__ = [
@@ -205,7 +211,8 @@ def load_network_weights(network: nn.Module, ckpt_file: str) -> nn.Module:
     dict (the best-metric ``model.pt``) or a full checkpoint whose ``"network"``/``"model"`` entry holds it.
 
     Raises:
-        ValueError: when the file is missing or holds no state dict for the network.
+        ValueError: when the file is missing, holds no state dict, or one that does not fit ``network``
+            (a network built with other bundle overrides than the checkpoint's run, e.g. ``image_size``).
     """
     if not os.path.isfile(ckpt_file):
         raise ValueError(f"checkpoint file {ckpt_file!r} does not exist.")
@@ -215,19 +222,28 @@ def load_network_weights(network: nn.Module, ckpt_file: str) -> nn.Module:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"checkpoint file {ckpt_file!r} holds no network state dict.")
-    network.load_state_dict(state)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(
+            f"checkpoint file {ckpt_file!r} does not fit the {type(network).__name__} built from the bundle config "
+            "(was it trained with other overrides, e.g. image_size or block? pass them as --<id> <value>): "
+            f"{str(e).splitlines()[0]} {' '.join(str(e).splitlines()[1:3])}"
+        ) from e
     return network
 
 
-def bundle_input_shape(parser: object, meta_file: str) -> list[int]:
-    """(1, channels, *spatial) of a bundle's network input: channels from its metadata, size from its config."""
+def bundle_input_shape(parser: object) -> list[int]:
+    """
+    (1, channels, *spatial) of a bundle's network input: channels from the first convolution of its
+    ``network_def`` (as built with the run's overrides, which the metadata's default may not match), size
+    from its ``patch_size`` or ``image_size``.
+    """
     from monai.utils import ensure_tuple_rep
 
-    with open(meta_file) as f:
-        meta = json.load(f)
-    channels = int(meta["network_data_format"]["inputs"]["image"]["num_channels"])
     network = parser.get_parsed_content("network_def")  # type: ignore[attr-defined]
-    spatial_dims = next(m.weight.ndim - 2 for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    first_conv = next(m for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    spatial_dims, channels = first_conv.weight.ndim - 2, first_conv.in_channels
     for key in ("patch_size", "image_size"):
         if key in parser:  # type: ignore[operator]
             size = parser.get_parsed_content(key)  # type: ignore[attr-defined]
@@ -235,8 +251,31 @@ def bundle_input_shape(parser: object, meta_file: str) -> list[int]:
     raise ValueError("the bundle config has neither 'patch_size' nor 'image_size'; pass --input_shape.")
 
 
+def _cli_overrides(extra: Sequence[str]) -> dict[str, object]:
+    """``["--image_size", "64", "--block=srb_aom"]`` -> ``{"image_size": 64, "block": "srb_aom"}``, values read as fire does."""
+    overrides: dict[str, object] = {}
+    items = list(extra)
+    while items:
+        key = items.pop(0)
+        if not key.startswith("--") or len(key) < 3:
+            raise ValueError(f"bundle overrides must be --<id> <value> pairs, got {key!r} in {list(extra)}.")
+        key, eq, value = key[2:].partition("=")
+        if not eq:
+            if not items or items[0].startswith("--"):
+                raise ValueError(f"bundle override --{key} has no value (expected --{key} <value>).")
+            value = items.pop(0)
+        try:
+            overrides[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key] = value
+    return overrides
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Export a bundle's (trained) network to ``<out_dir>/model.ts`` and ``<out_dir>/model.onnx``."""
+    """
+    Export a bundle's (trained) network to ``<out_dir>/model.ts`` and ``<out_dir>/model.onnx``, built with
+    the overrides stored beside the checkpoint and then those given on the command line.
+    """
     import argparse
 
     from monai.bundle import ConfigParser
@@ -247,18 +286,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--ckpt_file", default=None, help="default: the config's output_dir/models/model.pt")
     ap.add_argument("--out_dir", default="exported")
     ap.add_argument("--input_shape", type=int, nargs="+", default=None, help="(batch, channels, *spatial)")
-    args = ap.parse_args(argv)
+    args, extra = ap.parse_known_args(argv)
+    try:
+        overrides = _cli_overrides(extra)
+    except ValueError as e:
+        ap.error(str(e))
 
     config_file = args.config_file or os.path.join(args.bundle_root, "configs", "train.json")
     meta_file = os.path.join(args.bundle_root, "configs", "metadata.json")
     parser = ConfigParser()
     parser.read_config(config_file)
     parser.read_meta(meta_file)
-    parser["bundle_root"] = args.bundle_root
-    network = parser.get_parsed_content("network_def")
+    parser.update({"bundle_root": args.bundle_root, **overrides})
     ckpt = args.ckpt_file or os.path.join(parser.get_parsed_content("output_dir"), "models", "model.pt")
+    stored = load_network_config(os.path.dirname(os.path.abspath(ckpt)))
+    parser.update({**stored, **overrides})
+    if stored:
+        print(f"network overrides stored by the training run: {stored}")
+    network = parser.get_parsed_content("network_def")
     load_network_weights(network, ckpt)
-    shape = args.input_shape or bundle_input_shape(parser, meta_file)
+    shape = args.input_shape or bundle_input_shape(parser)
     os.makedirs(args.out_dir, exist_ok=True)
     ts = export_torchscript(network, os.path.join(args.out_dir, "model.ts"), shape)
     onnx_path = export_onnx(network, os.path.join(args.out_dir, "model.onnx"), shape)

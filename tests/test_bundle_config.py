@@ -18,6 +18,7 @@ from monai_srb.bundle_config import (
     load_network_config,
     save_network_config,
 )
+from monai_srb.nets.srb_classifiers import SRBResNet50
 
 # (value on the command line or in a config, boolean it means)
 BOOLS = [
@@ -154,6 +155,10 @@ def test_network_config_round_trip(tmp_path):
     assert os.path.basename(path) == NETWORK_CONFIG_FILE
     assert load_network_config(str(tmp_path / "models")) == {"image_size": 64, "patch_size": [32, 32, 32], "block": "srb_aom"}
     assert load_network_config(str(tmp_path / "none")) == {}
+    save_network_config(str(tmp_path / "models"), {"image_size": 64}, network=SRBResNet50(2, 1, 3))
+    assert load_network_config(str(tmp_path / "models")) == {
+        "image_size": 64, "network_def#_target_": "monai_srb.nets.srb_classifiers.SRBResNet50"
+    }
     with pytest.raises(ValueError, match="JSON values"):
         save_network_config(str(tmp_path), {"network": object()})
     (tmp_path / NETWORK_CONFIG_FILE).write_text(json.dumps({"image_size": 64}))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +100,53 @@ def test_export_of_a_network_trained_one_epoch_by_a_bundle(tmp_path):
     torch.testing.assert_close(torch.from_numpy(predictor(x)), scripted(x), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="does not exist"):
         main(["--bundle_root", str(bundle), "--ckpt_file", str(tmp_path / "nope.pt"), "--out_dir", str(tmp_path / "x")])
+
+
+SKIN_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "srb_skin_lesion_segmentation"
+SKIN_SMALL = {"image_size": 64, "features": list(SMALL)}
+# (name, overrides the training run stored beside its checkpoint, overrides given to the export)
+TRAINED_AT_64 = [
+    ("stored_by_the_run", SKIN_SMALL, []),
+    ("given_on_the_command_line", None, ["--image_size", "64", "--features", "[4, 4, 8, 8, 16, 4]"]),
+    ("command_line_wins", {**SKIN_SMALL, "image_size": 128}, ["--image_size=64"]),
+]
+
+
+def _bundle_network(bundle: Path, **overrides):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "train.json"))
+    parser.update({"bundle_root": str(bundle), **overrides})
+    return parser.get_parsed_content("network_def")
+
+
+@pytest.mark.parametrize("name,stored,cli", TRAINED_AT_64, ids=[c[0] for c in TRAINED_AT_64])
+def test_export_of_a_network_trained_at_another_image_size(tmp_path, name, stored, cli):
+    from monai_srb.export import main
+
+    net = _trained_looking(lambda: _bundle_network(SKIN_BUNDLE, **SKIN_SMALL))
+    models = tmp_path / "run" / "models"  # the bundle's output layout: <output_dir>/models/model.pt
+    models.mkdir(parents=True)
+    torch.save(net.state_dict(), models / "model.pt")
+    if stored is not None:
+        (models / "network_config.json").write_text(json.dumps({"overrides": stored}))
+    main(["--bundle_root", str(SKIN_BUNDLE), "--output_dir", str(tmp_path / "run"), "--out_dir", str(tmp_path / "exp"), *cli])
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        expected = net(x)
+    predictor = OnnxPredictor(str(tmp_path / "exp" / "model.onnx"))
+    assert predictor.input_shape == [None, 3, 64, 64]
+    torch.testing.assert_close(torch.from_numpy(predictor(x)), expected, atol=1e-4, rtol=0)
+
+
+def test_export_names_the_mismatch_when_the_overrides_are_missing(tmp_path):
+    from monai_srb.export import main
+
+    net = _bundle_network(SKIN_BUNDLE, **SKIN_SMALL)
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    args = ["--bundle_root", str(SKIN_BUNDLE), "--ckpt_file", str(tmp_path / "model.pt"), "--out_dir", str(tmp_path / "x")]
+    with pytest.raises(ValueError, match=r"model.pt' does not fit the SRBUNet .* e.g. image_size .*size mismatch"):
+        main([*args, "--features", "[4, 4, 8, 8, 16, 4]"])  # trained at 64, exported at the default 128
+    with pytest.raises(SystemExit):
+        main([*args, "--image_size"])  # an override without its value is a usage error

@@ -1,0 +1,173 @@
+"""Command-line overrides of the three bundles, resolved without training: booleans, sizes, the output_dir lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+CHEST, SKIN, SEG3D = "srb_chest_xray_classification", "srb_skin_lesion_segmentation", "srb_3d_segmentation"
+# Internal switches set by the configs themselves (DDP rank), not user overrides.
+INTERNAL = {"is_main_process"}
+# Overrides that keep an initialize cheap: tiny synthetic data sets, tiny networks.
+TINY: dict[str, dict[str, Any]] = {
+    CHEST: {"image_size": 32, "synthetic_samples": 16, "batch_size": 8, "block": "srb_fft"},
+    SKIN: {"image_size": 32, "synthetic_samples": 8, "batch_size": 2},
+    SEG3D: {"synthetic_samples": 4, "synthetic_size": 32, "batch_size": 1},
+}
+
+
+def _files(bundle: str, *extra: str) -> list[str]:
+    return [str(BUNDLES / bundle / "configs" / f"{name}.json") for name in ("train", *extra)]
+
+
+def _parser(bundle: str, *extra: str, **overrides: Any) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config(_files(bundle, *extra))
+    parser.update({"bundle_root": str(BUNDLES / bundle), **overrides})
+    return parser
+
+
+def _workflow(bundle: str, *extra: str, **overrides: Any) -> ConfigWorkflow:
+    return ConfigWorkflow(
+        config_file=_files(bundle, *extra), logging_file=False, workflow_type=None,
+        bundle_root=str(BUNDLES / bundle), **overrides,
+    )
+
+
+def _causes(e: BaseException | None) -> str:
+    """The messages of an exception and of everything it was raised from (MONAI wraps expression errors)."""
+    messages = []
+    while e is not None:
+        messages.append(f"{type(e).__name__}: {e}")
+        e = e.__cause__ or e.__context__
+    return "\n".join(messages)
+
+
+def _bool_ids(bundle: str) -> list[str]:
+    train = json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
+    return sorted(k for k, v in train.items() if isinstance(v, bool) and k not in INTERNAL)
+
+
+# (bundle, extra config files, boolean id, config item whose resolved value must be that boolean)
+WHERE_USED = [
+    (CHEST, (), "amp", "train#trainer#amp"),
+    (CHEST, (), "amp", "validate#evaluator#amp"),
+    (CHEST, ("evaluate",), "amp", "validate#evaluator#amp"),
+    (CHEST, ("inference",), "amp", "infer#evaluator#amp"),
+    (SKIN, (), "amp", "train#trainer#amp"),
+    (SKIN, (), "amp", "validate#evaluator#amp"),
+    (SKIN, ("inference",), "amp", "evaluator#amp"),
+    (SEG3D, (), "amp", "train#trainer#amp"),
+    (SEG3D, ("evaluate",), "amp", "validate#evaluator#amp"),
+    (SEG3D, ("inference",), "amp", "evaluator#amp"),
+] + [(bundle, (), name, "flags") for bundle in (CHEST, SKIN, SEG3D) for name in _bool_ids(bundle)]
+# (command-line spelling, boolean)
+SPELLINGS = [("false", False), ("False", False), ("no", False), ("0", False), (0, False), ("TRUE", True), ("yes", True)]
+
+
+def test_every_boolean_id_is_parsed():
+    assert _bool_ids(CHEST) == ["amp", "patient_wise", "require_images", "weighted_loss"]
+    assert _bool_ids(SKIN) == ["amp"]
+    assert _bool_ids(SEG3D) == ["amp", "check_data"]
+    for bundle in (CHEST, SKIN, SEG3D):
+        for path in sorted((BUNDLES / bundle / "configs").glob("*.json")):
+            config = json.loads(path.read_text())
+            text = json.dumps({k: v for k, v in config.items() if k != "flags"})
+            for name in _bool_ids(bundle):
+                # every use reads the parsed flags, never the raw override (a string from the command line)
+                assert not re.search(rf"@{name}\b", text), (path.name, name)
+
+
+@pytest.mark.parametrize("spelling,expected", SPELLINGS, ids=[repr(s) for s, _ in SPELLINGS])
+@pytest.mark.parametrize("bundle,extra,name,item", WHERE_USED, ids=[f"{b}-{'+'.join(e)}-{n}-{i}" for b, e, n, i in WHERE_USED])
+def test_command_line_spellings_resolve_to_booleans(bundle, extra, name, item, spelling, expected, tmp_path):
+    value = _parser(bundle, *extra, output_dir=str(tmp_path), **{name: spelling}).get_parsed_content(item)
+    assert (value[name] if item == "flags" else value) is expected
+
+
+@pytest.mark.parametrize("bundle,name", [(b, n) for b in (CHEST, SKIN, SEG3D) for n in _bool_ids(b)])
+def test_a_non_boolean_stops_the_run_before_anything_is_built(bundle, name, tmp_path):
+    workflow = _workflow(bundle, output_dir=str(tmp_path), **{name: "maybe"})
+    with pytest.raises(Exception) as error:
+        workflow.initialize()
+    assert f"ValueError: override '{name}' must be a boolean (true/false, 1/0, yes/no in any case), got 'maybe'" in _causes(
+        error.value
+    )
+    assert not (tmp_path / "synthetic_data").exists() and not (tmp_path / "run.lock").exists()
+
+
+# (bundle, size override, bad value)
+BAD_SIZES = [
+    (CHEST, "image_size", [64, 64]),
+    (CHEST, "image_size", "64x64"),
+    (CHEST, "image_size", 0),
+    (CHEST, "image_size", -32),
+    (SKIN, "image_size", [64, 64]),
+    (SKIN, "image_size", "big"),
+    (SKIN, "image_size", 0),
+    (SKIN, "image_size", -64),
+    (SKIN, "image_size", 40),
+    (SKIN, "image_size", 16),
+    (SEG3D, "patch_size", [24, 32, 32]),
+    (SEG3D, "patch_size", [32, 32]),
+    (SEG3D, "patch_size", "32"),
+    (SEG3D, "patch_size", 0),
+    (SEG3D, "patch_size", [16, 16, 16]),
+    (SEG3D, "synthetic_size", 0),
+    (SEG3D, "synthetic_size", [32, 32, 32]),
+]
+
+
+@pytest.mark.parametrize("bundle,name,value", BAD_SIZES, ids=[f"{b}-{n}-{v!r}" for b, n, v in BAD_SIZES])
+def test_a_bad_size_stops_the_run_before_anything_is_built(bundle, name, value, tmp_path):
+    workflow = _workflow(bundle, output_dir=str(tmp_path), **{name: value})
+    with pytest.raises(Exception) as error:
+        workflow.initialize()
+    assert f"ValueError: override '{name}' must be a positive integer" in _causes(error.value)
+    assert f"got {value!r}" in _causes(error.value)
+    assert not (tmp_path / "synthetic_data").exists() and not (tmp_path / "run.lock").exists()
+
+
+def _sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+
+
+@pytest.mark.parametrize("extra", [(), ("evaluate",), ("inference",)], ids=["train", "evaluate", "inference"])
+@pytest.mark.parametrize("bundle", [CHEST, SKIN, SEG3D])
+def test_a_second_run_on_one_output_dir_is_refused(bundle, extra, tmp_path):
+    other = _sleeper()  # the first run, still going
+    try:
+        (tmp_path / "run.lock").write_text(f"{other.pid}\n")
+        workflow = _workflow(bundle, *extra, output_dir=str(tmp_path), **TINY[bundle])
+        with pytest.raises(Exception) as error:
+            workflow.initialize()
+    finally:
+        other.kill()
+        other.wait()
+    message = f"RuntimeError: output_dir '{tmp_path}' is in use by another run (PID {other.pid}"
+    assert message in _causes(error.value)
+    assert sorted(os.listdir(tmp_path)) == ["run.lock"]  # no synthetic data, no MLflow store, no checkpoint
+
+
+def test_a_killed_runs_lock_is_taken_over_and_the_network_overrides_are_stored(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "run.lock").write_text(f"{dead.pid}\n")
+    workflow = _workflow(SKIN, output_dir=str(tmp_path), **TINY[SKIN])
+    with pytest.warns(RuntimeWarning, match=rf"PID {dead.pid}, which is no longer running"):
+        workflow.initialize()
+    assert (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
+    stored = json.loads((tmp_path / "models" / "network_config.json").read_text())["overrides"]
+    assert stored["image_size"] == 32 and stored["block"] == "srb_fft" and stored["image_channels"] == 3
+    assert stored["network_def#_target_"] == "monai_srb.nets.srb_unet.SRBUNet"
+    workflow.finalize()
+    assert not (tmp_path / "run.lock").exists()
