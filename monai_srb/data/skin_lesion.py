@@ -202,11 +202,12 @@ def load_head_circumferences(
 
     Returns:
         ``{mask path: (pixel_size_mm, head_circumference_mm)}`` for every item of ``datalist``, keyed by the
-        mask (the metric sees the label's file name); ``{}`` when the folder has no such file.
+        mask (the metric sees the label's file name); ``{}`` when the folder has no such file or its file
+        has neither size column (e.g. ISIC's ``labels.csv`` of diagnoses).
 
     Raises:
-        ValueError: naming the file when it lacks a column, holds a value that is not a positive number,
-            or has no row for an image of ``datalist``.
+        ValueError: naming the file when it has one size column but lacks another, holds a value that is not
+            a positive number, or has no row for an image of ``datalist``.
     """
     path = Path(dataset_dir) / labels_file
     if not path.is_file():
@@ -214,7 +215,10 @@ def load_head_circumferences(
     columns = ("image_id", "pixel_size_mm", "head_circumference_mm")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        present = reader.fieldnames or []
+        if not any(c in present for c in columns[1:]):
+            return {}  # another data set's labels (ISIC's labels.csv holds diagnoses)
+        missing = [c for c in columns if c not in present]
         if missing:
             raise ValueError(
                 f"{path} lacks the column(s) {missing}; expected {list(columns)}, got {reader.fieldnames}."

@@ -285,6 +285,8 @@ def test_head_circumferences_from_labels_csv(tmp_path):
     datalist = load_skin_lesion_data(root, mask_pattern="{id}_mask.png")
     assert load_head_circumferences(root, datalist) == {}  # no labels.csv: no HC18 score
     csv_file = root / "labels.csv"
+    csv_file.write_text("image_id,melanoma\n000_HC,1\n")
+    assert load_head_circumferences(root, datalist) == {}  # another data set's labels (ISIC's diagnoses)
     csv_file.write_text("image_id,pixel_size_mm,head_circumference_mm\n000_HC,0.1,44.3\n002_HC,0.2,56.8\n009_HC,1,1\n")
     assert load_head_circumferences(root, datalist) == {
         datalist[0]["label"]: (0.1, 44.3),
