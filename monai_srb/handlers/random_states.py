@@ -1,4 +1,4 @@
-"""The random states of a training run as one checkpoint entry, so a resumed run draws what an uninterrupted one would."""
+"""A training run's random states as one checkpoint entry: a resumed run draws what an uninterrupted one would."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ _OPAQUE = (str, bytes, Mapping, torch.Tensor, np.ndarray, torch.nn.Module, type,
 
 
 def _collect(obj: Any, seen: set[int], randomizables: list[Any], generators: list[torch.Generator]) -> None:
-    """Every MONAI ``Randomizable`` (an ``R`` RandomState) and ``torch.Generator`` reachable from ``obj``, in a fixed order."""
+    """Every MONAI ``Randomizable`` (with an ``R``) and ``torch.Generator`` reachable from ``obj``, in a fixed order."""
     if obj is None or id(obj) in seen:
         return
     seen.add(id(obj))
