@@ -3,17 +3,23 @@ Run one of the paper's experiment grids through a bundle, log every run to MLflo
 
 A grid (``workflows/grids/*.json``) names a bundle, its variants (name -> bundle overrides) and its
 presets (which variants, seeds and folds, with which training budget). This script trains every
-(variant, seed, fold) of a preset in-process with :class:`monai.bundle.ConfigWorkflow`, all into one
-SQLite MLflow store, tags each run with ``srb.variant`` / ``srb.seed`` / ``srb.fold``, then reads the
+(variant, seed, fold) of a preset with :class:`monai.bundle.ConfigWorkflow`, all into one
+MLflow store, tags each run with ``srb.variant`` / ``srb.seed`` / ``srb.fold``, then reads the
 runs back from MLflow into a markdown table (mean +- std over seeds) and PNG figures.
 
     python workflows/run_experiments.py --grid workflows/grids/isic_table1.json --preset cpu \
         --out runs/experiments/isic_cpu
     python workflows/run_experiments.py --grid ... --preset cpu --out ... --report-only
-    python workflows/run_experiments.py --grid ... --preset cpu_grid --out ... --workers 2 --threads 1
+    python workflows/run_experiments.py --grid ... --preset cpu_grid --out ... --cpus 2 --threads 1
+    python workflows/run_experiments.py --grid ... --preset full --out ... --address auto --tracking_uri http://host:5000
 
-``--workers N`` trains in N processes at once (one core each suits these small networks best); each logs to
-its own store under ``<out>/workers`` and the report reads them all.
+Each job is a Ray task of ``--threads`` CPUs (and a GPU when its device is CUDA): Ray starts in this process
+(``--cpus``: how many cores it uses), or ``--address`` sends the jobs to an existing cluster, which needs the
+repository and its data at the same paths on every node. Jobs start longest first (by their network's
+parameter count), so that the long ones do not finish alone at the end. A job that raises is recorded FAILED,
+with its traceback, and the others go on; a rerun skips the FINISHED ones. Without Ray the jobs run one after
+another in this process. Every job logs to one MLflow store: ``<out>/mlflow.db``, served by an ``mlflow
+server`` on loopback for the duration of the grid, or the ``--tracking_uri`` server that all nodes reach.
 
 Aggregation: with folds, a seed's score is the mean over its folds (a cross-validated score), then
 mean +- std over seeds; without folds each seed is one run. Each metric is read at the last epoch
@@ -26,15 +32,19 @@ error over seeds.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import re
 import shutil
+import signal
+import socket
 import sys
 import time
+import traceback
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +82,8 @@ class Job:
 def load_grid(path: str | os.PathLike) -> dict[str, Any]:
     """Read a grid file and check that its presets name only its variants."""
     grid = json.loads(Path(path).read_text())
-    for key in ("name", "bundle", "configs", "variants", "presets", "key_metric", "metrics", "baseline"):
+    # run_name_ids: the bundle ids of the run name, which every job sets to its slug so that its run is found
+    for key in ("name", "bundle", "configs", "run_name_ids", "variants", "presets", "key_metric", "metrics", "baseline"):
         if key not in grid:
             raise ValueError(f"grid {path} lacks the key {key!r}.")
     for preset, spec in grid["presets"].items():
@@ -142,11 +153,12 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Running
+# MLflow: one store per experiment
 # ---------------------------------------------------------------------------------------------------------
 
 
 def tracking_uri(out: Path) -> str:
+    """The SQLite file of an ``--out`` folder, ``sqlite:///<out>/mlflow.db``: the experiment's one store."""
     return f"sqlite:///{(out / 'mlflow.db').resolve()}"
 
 
@@ -155,20 +167,33 @@ def experiment_name(grid: Mapping[str, Any], preset: str) -> str:
     return f"{grid['name']}__{grid['presets'][preset].get('experiment', preset)}"
 
 
-def _client_and_experiment(out: Path, name: str, create: bool) -> tuple[Any, Any]:
+def merge_uris(path: str) -> list[str]:
+    """
+    The stores behind one ``--merge`` item: a tracking URI as it is; a SQLite file; or an ``--out`` folder
+    of any version of this script, i.e. its ``mlflow.db`` plus the per-worker stores ``workers/<k>/mlflow.db``
+    that the removed ``--workers`` option wrote.
+    """
+    if re.match(r"^[a-z][a-z0-9+]*://", path) or path.startswith("sqlite:"):
+        return [path]
+    p = Path(path)
+    files = [p] if p.is_file() else [f for f in [p / "mlflow.db", *sorted(p.glob("workers/*/mlflow.db"))] if f.is_file()]
+    if not files:
+        raise ValueError(
+            f"--merge {path!r}: expected a tracking URI, an MLflow SQLite file or an --out folder holding mlflow.db "
+            "(or workers/<k>/mlflow.db), found none."
+        )
+    return [f"sqlite:///{f.resolve()}" for f in files]
+
+
+def _client_and_experiment(uri: str, name: str, create: bool, artifact_location: str | None = None) -> tuple[Any, Any]:
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri(out))
+    client = mlflow.MlflowClient(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None and create:
-        # Artifacts beside the store, not in ./mlruns of whatever folder the command ran from.
-        client.create_experiment(name, artifact_location=(out / "mlartifacts").resolve().as_uri())
+        client.create_experiment(name, artifact_location=artifact_location)
         experiment = client.get_experiment_by_name(name)
     return client, experiment
-
-
-def _run_ids(client: Any, experiment_id: str) -> set[str]:
-    return {r.info.run_id for r in client.search_runs([experiment_id], max_results=50000)}
 
 
 def _finished_jobs(client: Any, experiment_id: str) -> set[tuple[str, int, int | None]]:
@@ -181,32 +206,114 @@ def _finished_jobs(client: Any, experiment_id: str) -> set[tuple[str, int, int |
     return done
 
 
-def stores(out: Path) -> list[Path]:
+def finished_jobs(grid: Mapping[str, Any], preset: str, uris: Sequence[str]) -> set[tuple[str, int, int | None]]:
+    """(variant, seed, fold) of every FINISHED run of the preset's experiment in the stores ``uris``."""
+    done: set[tuple[str, int, int | None]] = set()
+    for uri in uris:
+        client, experiment = _client_and_experiment(uri, experiment_name(grid, preset), create=False)
+        if experiment is not None:
+            done |= _finished_jobs(client, experiment.experiment_id)
+    return done
+
+
+@contextlib.contextmanager
+def mlflow_server(out: Path, timeout: float = 180.0) -> Iterator[str]:
     """
-    The MLflow stores that exist in a ``--out`` folder: its own and those of its ``--workers``
-    (``workers/<k>``). Only existing ones: opening a missing SQLite store creates and migrates it.
+    Serve ``<out>/mlflow.db`` (artifacts: ``<out>/mlartifacts``) with ``mlflow server`` on a free loopback
+    port while the block runs, and yield its ``http://`` URI; the server stops when the block ends, also on
+    an error or Ctrl-C. Every job logs through it, so no two processes open the SQLite file. One server
+    process (``--workers 1``): several would share the file again. Its log: ``<out>/mlflow_server.log``.
     """
-    return sorted(p.parent for p in [out / "mlflow.db", *(out / "workers").glob("*/mlflow.db")] if p.is_file())
+    import subprocess
+    import urllib.request
+
+    out.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(out), "--artifacts-destination",
+           str((out / "mlartifacts").resolve()), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with open(out / "mlflow_server.log", "a") as log:
+        # its own session: Ctrl-C in the terminal reaches this process, which then stops the server's whole group
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(
+                    f"mlflow server for {tracking_uri(out)} did not answer on {uri} (exit code {server.poll()}); "
+                    f"see {out / 'mlflow_server.log'}."
+                )
+            time.sleep(0.5)
+        yield uri
+    finally:
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(server.pid, sig)
+                server.wait(wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running one job
+# ---------------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """
+    Send this process's stdout and stderr to ``path`` meanwhile: the file descriptors (C libraries, child
+    processes) and ``sys.stdout`` / ``sys.stderr`` (where these are not the descriptors, e.g. under pytest).
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip((1, 2), saved):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+def _from_root(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` with a relative ``dataset_dir`` made absolute: grids name paths from the repository root."""
+    overrides = dict(overrides)
+    if isinstance(overrides.get("dataset_dir"), str) and not Path(overrides["dataset_dir"]).is_absolute():
+        overrides["dataset_dir"] = str((ROOT / overrides["dataset_dir"]).resolve())
+    return overrides
 
 
 def run_job(
-    grid: Mapping[str, Any], job: Job, out: Path, experiment: str, test_eval: bool, store: Path | None = None
+    grid: Mapping[str, Any], job: Job, out: Path, uri: str, experiment: str, test_eval: bool
 ) -> dict[str, float]:
     """
     Train one job in this process; returns the test metrics when the grid defines a test set. The run folder is
-    ``<out>/runs/<job>``; the run is logged to the MLflow store in ``store`` (default ``out``).
+    ``<out>/runs/<job>``; the run is logged to the MLflow store ``uri``.
     """
     from monai.bundle import ConfigWorkflow
 
     bundle = ROOT / grid["bundle"]
     run_dir = out / "runs" / job.slug
-    overrides = dict(job.overrides)
-    if isinstance(overrides.get("dataset_dir"), str) and not Path(overrides["dataset_dir"]).is_absolute():
-        overrides["dataset_dir"] = str((ROOT / overrides["dataset_dir"]).resolve())  # grids name paths from the repo root
-    overrides.update(
-        output_dir=str(run_dir), tracking_uri=tracking_uri(store or out), experiment_name=experiment, bundle_root=str(bundle)
-    )
-    for run_name_id in grid.get("run_name_ids", []):
+    overrides = _from_root(job.overrides)
+    overrides.update(output_dir=str(run_dir), tracking_uri=uri, experiment_name=experiment, bundle_root=str(bundle))
+    for run_name_id in grid["run_name_ids"]:
         overrides[run_name_id] = job.slug
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "job.json").write_text(json.dumps({"variant": job.variant, "seed": job.seed, "fold": job.fold,
@@ -261,92 +368,284 @@ def evaluate_test(parser: Any, spec: Mapping[str, Any], run_dir: Path) -> dict[s
     }
 
 
-def finished_jobs(grid: Mapping[str, Any], preset: str, out: Path) -> set[tuple[str, int, int | None]]:
-    """(variant, seed, fold) of every FINISHED run of the preset's experiment in ``out``'s stores."""
-    done: set[tuple[str, int, int | None]] = set()
-    for store in stores(out):
-        client, experiment = _client_and_experiment(store, experiment_name(grid, preset), create=False)
-        if experiment is not None:
-            done |= _finished_jobs(client, experiment.experiment_id)
-    return done
+def execute_job(
+    grid: Mapping[str, Any],
+    preset: str,
+    job: Mapping[str, Any],
+    out: str,
+    uri: str,
+    test_eval: bool = True,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """
+    Train one job (``job``: the fields of a :class:`Job`) in whichever process calls it, this one or a Ray
+    worker, and record it in MLflow: the job's run (found by its run name, the job's slug) gets the
+    ``srb.*`` tags, and is marked ``FAILED`` with the traceback in ``srb.error`` if the job raised. The
+    job's output goes to ``<out>/runs/<job>/job.log``. Never raises for a failed job: it returns
+    ``{"status": "FINISHED" | "FAILED", "metric": last key metric, "wall_s", "error", "traceback", ...}``.
+    """
+    if str(ROOT / "workflows") not in sys.path:
+        sys.path.insert(0, str(ROOT / "workflows"))  # grid overrides reach workflows/ helpers (srb_tuning)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    j = Job(job["variant"], job["seed"], job["fold"], dict(job["overrides"]), dict(job["extra"]))
+    name = experiment_name(grid, preset)
+    client, experiment = _client_and_experiment(uri, name, create=False)
+    by_name = f"attributes.run_name = '{j.slug}'"
+    before = set()
+    for r in client.search_runs([experiment.experiment_id], filter_string=by_name, max_results=50000):
+        before.add(r.info.run_id)
+        if r.info.status == "RUNNING":  # left by a killed runner; the bundle's handler would join it
+            client.set_terminated(r.info.run_id, "FAILED")
+    run_dir = Path(out) / "runs" / j.slug
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _output_to(run_dir / "job.log"):  # MLflow's client prints too
+        start = time.time()
+        error = trace = None
+        test: dict[str, float] = {}
+        try:
+            test = run_job(grid, j, Path(out), uri, name, test_eval)
+        except Exception as e:  # one failed job must not stop the grid; it is recorded as failed
+            cause = e
+            while cause.__cause__ is not None:  # MONAI wraps the error of a config item: name the original one
+                cause = cause.__cause__
+            error, trace = f"{type(cause).__name__}: {cause}", traceback.format_exc()
+        wall = time.time() - start
+        runs = client.search_runs([experiment.experiment_id], filter_string=by_name, max_results=50000)
+        new = [r.info.run_id for r in runs if r.info.run_id not in before]
+        if not new and error:  # it failed before its MLflow handler started
+            new = [client.create_run(experiment.experiment_id, run_name=j.slug).info.run_id]
+        node = _ray_node()
+        for run_id in new:
+            tags = {"grid": grid["name"], "preset": preset, "variant": j.variant, "seed": str(j.seed),
+                    "fold": str(j.fold), "wall_s": f"{wall:.1f}", "set": json.dumps(j.extra, sort_keys=True),
+                    "host": socket.gethostname()}
+            if node:
+                tags["ray_node"] = node
+            if error:
+                tags["error"] = trace[-7000:]  # MLflow keeps 8000 characters of a tag
+            for key, value in tags.items():
+                client.set_tag(run_id, TAG + key, value)
+            for key, value in test.items():
+                client.log_metric(run_id, key, value)
+            if error:
+                client.set_terminated(run_id, "FAILED")
+        metric = None
+        if new and not error:
+            metric = client.get_run(new[-1]).data.metrics.get(grid["key_metric"])
+    return {"variant": j.variant, "seed": j.seed, "fold": j.fold, "slug": j.slug, "status": "FAILED" if error else "FINISHED",
+            "metric": metric, "wall_s": wall, "error": error, "traceback": trace, "log": str(run_dir / "job.log")}
+
+
+def _ray_node() -> str | None:
+    """The Ray node id when this process is a Ray worker, else ``None``."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running a grid: Ray tasks, or one job after another
+# ---------------------------------------------------------------------------------------------------------
+
+
+def job_costs(grid: Mapping[str, Any], jobs: Sequence[Job]) -> dict[str, float]:
+    """
+    Per variant, the cost used to start the longest jobs first: its network's parameter count, built from the
+    bundle config with the job's overrides on the ``meta`` device (no memory, milliseconds). A proxy, not a
+    time: the SPM (29.6M) runs about 7x as long as a U-Net (1.9M); the U-Net variants (1.85-2.3M) are close
+    in both. A network that cannot be built costs ``inf``: its job runs, and fails, first.
+    """
+    import torch
+    from monai.bundle import ConfigParser
+
+    bundle = ROOT / grid["bundle"]
+    costs: dict[str, float] = {}
+    for job in jobs:
+        if job.variant in costs:
+            continue
+        parser = ConfigParser()
+        parser.read_config([str(bundle / c) for c in grid["configs"]])
+        parser.update({**_from_root(job.overrides), "bundle_root": str(bundle)})
+        try:
+            with torch.device("meta"):
+                network = parser.get_parsed_content("network_def")
+            costs[job.variant] = float(sum(p.numel() for p in network.parameters()))
+        except Exception:  # the job itself reports why
+            costs[job.variant] = math.inf
+    return costs
+
+
+def longest_first(jobs: Sequence[Job], costs: Mapping[str, float]) -> list[Job]:
+    """``jobs`` by decreasing cost of their variant; equal costs keep their order (seed-major)."""
+    return sorted(jobs, key=lambda j: -costs[j.variant])
+
+
+def _needs_gpu(job: Job, cluster_gpus: float) -> bool:
+    """
+    A job takes a GPU when its ``device`` override names CUDA, or when it has none (the bundles then pick
+    CUDA if there is one) and the cluster has GPUs.
+    """
+    device = job.overrides.get("device")
+    if device is None:
+        return cluster_gpus > 0
+    if "cuda" in str(device):
+        if cluster_gpus <= 0:
+            raise ValueError(f"job {job.slug} asks for device {device!r}, but the Ray cluster has no GPU.")
+        return True
+    return False
+
+
+class _Progress:
+    """One line per finished job, and a progress bar with an ETA (of jobs, at the rate they finish so far)."""
+
+    def __init__(self, total: int, key_metric: str) -> None:
+        from tqdm import tqdm
+
+        self.key_metric, self.write = key_metric, tqdm.write
+        self.bar = tqdm(total=total, unit="job", desc="grid", dynamic_ncols=True, file=sys.stderr)
+
+    def done(self, r: Mapping[str, Any]) -> None:
+        where = f"{r['variant']} | seed {r['seed']} | fold {r['fold']}"
+        if r["status"] == "FAILED":
+            self.write(f"{where} | FAILED after {r['wall_s'] / 60:.1f} min: {r['error']} (log: {r['log']})\n{r['traceback']}")
+        else:
+            value = "—" if r["metric"] is None else f"{r['metric']:.4f}"
+            self.write(f"{where} | {self.key_metric} {value} | {r['wall_s'] / 60:.1f} min")
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _failure(job: Job, error: BaseException, grid: Mapping[str, Any], preset: str, uri: str) -> dict[str, Any]:
+    """Record a job whose Ray task died without reporting (its worker crashed or was killed) as FAILED."""
+    client, experiment = _client_and_experiment(uri, experiment_name(grid, preset), create=False)
+    run_id = client.create_run(experiment.experiment_id, run_name=job.slug).info.run_id
+    tags = {"grid": grid["name"], "preset": preset, "variant": job.variant, "seed": str(job.seed), "fold": str(job.fold),
+            "set": json.dumps(job.extra, sort_keys=True), "error": str(error)[-7000:]}
+    for key, value in tags.items():
+        client.set_tag(run_id, TAG + key, value)
+    client.set_terminated(run_id, "FAILED")
+    return {"variant": job.variant, "seed": job.seed, "fold": job.fold, "slug": job.slug, "status": "FAILED",
+            "metric": None, "wall_s": 0.0, "error": f"{type(error).__name__}", "traceback": str(error), "log": "—"}
+
+
+def _run_on_ray(
+    ray: Any,
+    grid: Mapping[str, Any],
+    preset: str,
+    jobs: Sequence[Job],
+    out: Path,
+    uri: str,
+    test_eval: bool,
+    threads: int,
+    progress: _Progress,
+) -> list[dict[str, Any]]:
+    """
+    Each job is a Ray task of ``threads`` CPUs (and one GPU, see :func:`_needs_gpu`). Jobs are handed to Ray
+    longest first, only as many as the cluster has room for, so a slot that frees up takes the next longest
+    job and Ctrl-C leaves nothing queued.
+    """
+    if __name__ != "__main__":  # imported (a test, another script): workers cannot import this file by name
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    task = ray.remote(execute_job)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    todo = [(job, _needs_gpu(job, gpus)) for job in longest_first(jobs, job_costs(grid, jobs))]
+    running: dict[Any, Job] = {}
+    results = []
+    try:
+        while todo or running:
+            resources = ray.cluster_resources()
+            room = max(1, int(resources.get("CPU", threads) // threads))
+            while todo and len(running) < room:
+                job, gpu = todo.pop(0)
+                ref = task.options(num_cpus=threads, num_gpus=1 if gpu else 0, name=job.slug).remote(
+                    grid, preset, {"variant": job.variant, "seed": job.seed, "fold": job.fold,
+                                   "overrides": job.overrides, "extra": job.extra}, str(out), uri, test_eval, threads
+                )
+                running[ref] = job
+            ready, _ = ray.wait(list(running), num_returns=1)
+            job = running.pop(ready[0])
+            try:
+                result = ray.get(ready[0])
+            except Exception as e:  # the task's worker died: execute_job could not report it
+                result = _failure(job, e, grid, preset, uri)
+            results.append(result)
+            progress.done(result)
+    finally:
+        for ref in running:  # Ctrl-C or an error here: do not leave jobs running on a cluster
+            ray.cancel(ref, force=True)
+    return results
 
 
 def run_grid(
-    grid: Mapping[str, Any], preset: str, jobs: Sequence[Job], out: Path, test_eval: bool = True, store: Path | None = None
-) -> None:
-    """Train ``jobs`` one after the other, logging to the store in ``store`` (default ``out``)."""
-    store = store or out
-    store.mkdir(parents=True, exist_ok=True)
-    name = experiment_name(grid, preset)
-    client, experiment = _client_and_experiment(store, name, create=True)
-    for k, job in enumerate(jobs, 1):
-        if (job.variant, job.seed, job.fold) in finished_jobs(grid, preset, out):
-            print(f"[{k}/{len(jobs)}] {job.slug}: already in MLflow, skipped", flush=True)
-            continue
-        print(f"[{k}/{len(jobs)}] {job.slug} ...", flush=True)
-        before = _run_ids(client, experiment.experiment_id)
-        start = time.time()
-        error, test = None, {}
-        try:
-            test = run_job(grid, job, out, name, test_eval, store)
-        except Exception as e:  # one failed variant must not stop the grid; it is reported as failed
-            error = f"{type(e).__name__}: {e}"
-            print(f"[{k}/{len(jobs)}] {job.slug} FAILED: {error}", flush=True)
-        new = _run_ids(client, experiment.experiment_id) - before
-        if not new and error:  # it failed before its MLflow handler started: record the failure anyway
-            run = client.create_run(experiment.experiment_id, run_name=job.slug)
-            client.set_terminated(run.info.run_id, "FAILED")
-            new = {run.info.run_id}
-        for run_id in new:
-            client.set_tag(run_id, TAG + "grid", grid["name"])
-            client.set_tag(run_id, TAG + "preset", preset)
-            client.set_tag(run_id, TAG + "variant", job.variant)
-            client.set_tag(run_id, TAG + "seed", str(job.seed))
-            client.set_tag(run_id, TAG + "fold", str(job.fold))
-            client.set_tag(run_id, TAG + "wall_s", f"{time.time() - start:.1f}")
-            client.set_tag(run_id, TAG + "set", json.dumps(job.extra, sort_keys=True))
-            if error:
-                client.set_tag(run_id, TAG + "error", error[:4000])
-            for key, value in test.items():
-                client.log_metric(run_id, key, value)
-        print(f"[{k}/{len(jobs)}] {job.slug} done in {time.time() - start:.0f} s", flush=True)
-
-
-def run_workers(
-    grid_file: str, grid: Mapping[str, Any], preset: str, jobs: Sequence[Job], out: Path, workers: int, threads: int
-) -> None:
+    grid: Mapping[str, Any],
+    preset: str,
+    jobs: Sequence[Job],
+    out: Path,
+    test_eval: bool = True,
+    uri: str | None = None,
+    merge: Sequence[str] = (),
+    address: str | None = None,
+    cpus: int | None = None,
+    threads: int | None = None,
+) -> list[dict[str, Any]]:
     """
-    Share the unfinished ``jobs`` round-robin among ``workers`` processes of ``threads`` torch threads each
-    (small networks use a core better one job per core than two threads on one job). Worker ``k`` logs to its
-    own SQLite store, ``<out>/workers/<k>``, so that no two processes write one database; run folders stay
-    in ``<out>/runs`` and the report reads every store.
-    """
-    import subprocess
+    Train the ``jobs`` that no FINISHED run in the store (or in the ``merge`` stores) holds yet, and return
+    what :func:`execute_job` reports for each.
 
-    done = finished_jobs(grid, preset, out)
+    Args:
+        uri: an MLflow tracking server every job reaches (``http://...``); ``None``: start one on loopback
+            over ``<out>/mlflow.db`` for the duration (:func:`mlflow_server`).
+        address: a Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``); ``None``: Ray starts in this
+            process with ``cpus`` CPUs (default: all). Without Ray installed, jobs run one after another here.
+        threads: CPUs (torch threads) per job (default: 1 under Ray; torch's default without Ray).
+    """
+    done = finished_jobs(grid, preset, [uri or tracking_uri(out), *merge])
     todo = [j for j in jobs if (j.variant, j.seed, j.fold) not in done]
-    procs = []
-    for k in range(min(workers, len(todo))):
-        store = out / "workers" / str(k)
-        store.mkdir(parents=True, exist_ok=True)
-        # Created (and its schema migrated) here, one at a time: workers read each other's stores, and two
-        # processes migrating one new SQLite database at once fail.
-        _client_and_experiment(store, experiment_name(grid, preset), create=True)
-        spec = [{"variant": j.variant, "seed": j.seed, "fold": j.fold, "extra": j.extra} for j in todo[k::workers]]
-        (store / "jobs.json").write_text(json.dumps(spec, indent=1))
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--grid", grid_file, "--preset", preset, "--out", str(out),
-               "--threads", str(threads), "--worker", str(k)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        log = open(store / "worker.log", "a")
-        procs.append((k, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
-        print(f"worker {k}: {len(spec)} jobs, log {store / 'worker.log'}", flush=True)
-    failed = []
-    for k, proc, log in procs:
-        if proc.wait() != 0:
-            failed.append(k)
-        log.close()
-    if failed:
-        raise RuntimeError(f"workers {failed} exited with an error; see their worker.log under {out / 'workers'}.")
+    if len(todo) < len(jobs):
+        print(f"{len(jobs) - len(todo)} of {len(jobs)} jobs are FINISHED in MLflow already: skipped", flush=True)
+    if not todo:
+        return []
+    try:
+        import ray
+    except ImportError:
+        if address is not None:
+            raise ValueError(f"--address {address!r} needs Ray: pip install -e \".[grid]\"") from None
+        ray = None
+        print('Ray is not installed: the jobs run one after another in this process. For parallel runs on all cores '
+              'or a cluster: pip install -e ".[grid]"', flush=True)
+    with contextlib.ExitStack() as stack:
+        if uri is None:
+            uri = stack.enter_context(mlflow_server(out))
+            artifacts = (out / "mlartifacts").resolve().as_uri()  # beside the store, as `mlflow ui` expects
+            if address is not None:
+                print(f"The MLflow server listens on {uri} only: jobs on other machines need --tracking_uri.", flush=True)
+        else:
+            artifacts = None  # the server's own artifact store
+        _client_and_experiment(uri, experiment_name(grid, preset), create=True, artifact_location=artifacts)
+        progress = _Progress(len(todo), grid["key_metric"])
+        stack.callback(progress.close)
+        if ray is None:
+            results = []
+            for job in todo:
+                job_spec = {"variant": job.variant, "seed": job.seed, "fold": job.fold, "overrides": job.overrides,
+                            "extra": job.extra}
+                results.append(execute_job(grid, preset, job_spec, str(out), uri, test_eval, threads))
+                progress.done(results[-1])
+            return results
+        if address is None:
+            # each job's output is in its job.log, and failures come back with their tracebacks
+            # address "local": a new Ray here, even where a `ray start` cluster runs or left its address file
+            ray.init(address="local", num_cpus=cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        else:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        stack.callback(ray.shutdown)
+        return _run_on_ray(ray, grid, preset, todo, out, uri, test_eval, threads or 1, progress)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -389,17 +688,17 @@ def latest_per_job(records: Sequence[RunRecord]) -> list[RunRecord]:
 
 
 def read_runs(
-    out: Path, grid: Mapping[str, Any], preset: str, metrics: Sequence[str], required: bool = True
+    uri: str, grid: Mapping[str, Any], preset: str, metrics: Sequence[str], required: bool = True
 ) -> list[RunRecord]:
     """
-    Every tagged run of the grid's preset in the store under ``out``, with the histories of ``metrics``.
+    Every tagged run of the grid's preset in the MLflow store ``uri``, with the histories of ``metrics``.
     A store without the preset's experiment raises a ``ValueError`` if ``required``, else has no runs.
     """
-    client, experiment = _client_and_experiment(out, experiment_name(grid, preset), create=False)
+    client, experiment = _client_and_experiment(uri, experiment_name(grid, preset), create=False)
     if experiment is None:
         if not required:
             return []
-        raise ValueError(f"no MLflow experiment {experiment_name(grid, preset)!r} in {tracking_uri(out)}.")
+        raise ValueError(f"no MLflow experiment {experiment_name(grid, preset)!r} in {uri}.")
     records = []
     for r in client.search_runs([experiment.experiment_id], max_results=50000):
         tags = r.data.tags
@@ -590,26 +889,29 @@ def report(
     preset: str,
     out: Path,
     order: Sequence[str] | None = None,
-    merge: Sequence[Path] = (),
+    merge: Sequence[str] = (),
     variants: Sequence[str] | None = None,
     seeds: Sequence[int] | None = None,
     folds: Sequence[int] | None = None,
+    uri: str | None = None,
 ) -> str:
     """
-    Read the preset's runs back from MLflow (the store under ``out`` and those under ``merge``, e.g. runs of
-    the same experiment made on another machine), write ``<out>/results.md`` and ``<out>/summary.png``.
-    The report covers the preset's seeds and folds (or ``seeds`` / ``folds``): presets that share one
-    experiment (``"experiment"``) report their own split. ``variants`` keeps only those rows.
+    Read the preset's runs back from MLflow (the store ``uri``, default ``<out>/mlflow.db``, and the stores
+    ``merge``, e.g. runs of the same experiment made earlier or on another machine), write
+    ``<out>/results.md`` and ``<out>/summary.png``. The report covers the preset's seeds and folds (or
+    ``seeds`` / ``folds``): presets that share one experiment (``"experiment"``) report their own split.
+    ``variants`` keeps only those rows.
     """
     metrics = list(grid["metrics"]) + list(grid.get("test_metrics", []))
     spec = grid["presets"][preset]
     keep_seeds = set(seeds if seeds is not None else spec.get("seeds", [0]))
     fold_list = folds if folds is not None else spec.get("folds")
-    # the folder's store and its workers' stores (any of them may lack the experiment), and the merged ones
-    found = [r for o in stores(out) for r in read_runs(o, grid, preset, metrics, required=False)]
-    found += [r for o in merge for r in read_runs(o, grid, preset, metrics)]
+    own = [uri] if uri else [tracking_uri(out)] if (out / "mlflow.db").is_file() else []  # opening one creates it
+    uris = [*own, *merge]
+    # any one store may lack the experiment (a merged folder's per-worker stores); all of them together may not
+    found = [r for u in uris for r in read_runs(u, grid, preset, metrics, required=False)]
     if not found:
-        raise ValueError(f"no runs of MLflow experiment {experiment_name(grid, preset)!r} under {out}.")
+        raise ValueError(f"no runs of MLflow experiment {experiment_name(grid, preset)!r} in {', '.join(uris)}.")
     records = [
         r
         for r in found
@@ -619,11 +921,12 @@ def report(
     baseline = grid.get("baselines", grid["baseline"])
     rows = summarise(records, metrics, grid["key_metric"], baseline, order or list(grid["variants"]))
     table = format_table(rows, metrics, grid["key_metric"], baseline)
-    plot_summary(rows, records, grid["key_metric"], out / "summary.png")
+    if any(grid["key_metric"] in r.last for r in rows):  # not when every run failed
+        plot_summary(rows, records, grid["key_metric"], out / "summary.png")
     extras = sorted({r.extra for r in records} - {"{}"})
     text = (
         f"Grid `{grid['name']}`, preset `{preset}`, MLflow store(s) "
-        f"{', '.join(f'`{tracking_uri(o)}`' for o in (*stores(out), *merge))}, experiment "
+        f"{', '.join(f'`{u}`' for u in uris)}, experiment "
         f"`{experiment_name(grid, preset)}`.\n"
         f"Bundle overrides of the preset: `{json.dumps(grid['presets'][preset].get('overrides', {}))}`"
         + (f"; from --set: {', '.join(f'`{e}`' for e in extras)}" if extras else "")
@@ -648,37 +951,42 @@ def main(argv: Sequence[str] | None = None) -> str:
     parser.add_argument("--seeds", nargs="+", type=int, help="only these seeds (default: the preset's)")
     parser.add_argument("--folds", nargs="+", type=int, help="only these folds (default: the preset's)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="extra bundle overrides (JSON values)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPUs (torch threads) per job (default: 1 under Ray; torch's default without Ray)")
+    parser.add_argument("--cpus", type=int, default=None, help="CPUs of the Ray started in this process (default: all)")
+    parser.add_argument("--address", default=None,
+                        help="an existing Ray cluster: auto, ray://host:10001 or host:port (default: start Ray here)")
+    parser.add_argument("--tracking_uri", default=None,
+                        help="an MLflow server every job reaches, http://host:port (default: serve <out>/mlflow.db "
+                        "on loopback while the grid runs)")
     parser.add_argument("--report-only", action="store_true", help="only read the existing runs back and report")
-    parser.add_argument("--merge", nargs="+", default=[], help="more --out folders whose runs join the report")
-    parser.add_argument("--workers", type=int, default=1, help="train in this many processes, one job each at a time")
-    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)  # a --workers child
+    parser.add_argument("--merge", nargs="+", default=[], metavar="PATH",
+                        help="more stores whose runs join the report and count as done: --out folders (also those of "
+                        "earlier versions, with workers/<k>/mlflow.db), SQLite files or tracking URIs")
     args = parser.parse_args(argv)
-    if args.workers < 1:
-        parser.error(f"--workers must be at least 1, got {args.workers}")
+    for name in ("threads", "cpus"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.cpus is not None and args.address is not None:
+        parser.error(f"--cpus sizes the Ray started here; the cluster at --address {args.address} has its own CPUs")
 
     grid = load_grid(args.grid)
     out = Path(args.out)
+    merge = [u for m in args.merge for u in merge_uris(m)]
+    results: list[dict[str, Any]] = []
     if not args.report_only:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        if args.worker is not None:  # a child of --workers: its jobs are in its store's jobs.json
-            store = out / "workers" / str(args.worker)
-            spec = json.loads((store / "jobs.json").read_text())
-            jobs = [j for e in spec for j in plan(grid, args.preset, [e["variant"]], [e["seed"]], [e["fold"]], e["extra"])]
-            run_grid(grid, args.preset, jobs, out, store=store)
-            return f"worker {args.worker}: {len(jobs)} jobs"
         jobs = plan(grid, args.preset, args.variants, args.seeds, args.folds, _parse_set(args.set))
-        if args.workers > 1:
-            run_workers(args.grid, grid, args.preset, jobs, out, args.workers, args.threads or 1)
-        else:
-            run_grid(grid, args.preset, jobs, out)
-    text = report(
-        grid, args.preset, out, merge=[Path(m) for m in args.merge], variants=args.variants, seeds=args.seeds, folds=args.folds
-    )
+        results = run_grid(grid, args.preset, jobs, out, uri=args.tracking_uri, merge=merge, address=args.address,
+                           cpus=args.cpus, threads=args.threads)
+    text = report(grid, args.preset, out, merge=merge, variants=args.variants, seeds=args.seeds, folds=args.folds,
+                  uri=args.tracking_uri)
     print(text)
+    failed = [r for r in results if r["status"] == "FAILED"]
+    if failed:
+        raise SystemExit(
+            f"{len(failed)} of {len(results)} jobs FAILED (tracebacks above and in MLflow's srb.error tags): "
+            + "; ".join(f"{r['variant']} seed {r['seed']} fold {r['fold']}: {r['error']}" for r in failed)
+        )
     return text
 
 

@@ -1,14 +1,47 @@
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
+import os
+import re
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 GRIDS = sorted((ROOT / "workflows" / "grids").glob("*.json"))
+ISIC = ROOT / "workflows" / "grids" / "isic_table1.json"
+
+
+def _service_processes() -> set[tuple[int, str]]:
+    """(pid, command line) of the Ray and MLflow server processes on this machine."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "/site-packages/ray/" in cmd or cmd.startswith("ray::") or "mlflow server" in cmd or "mlflow.server" in cmd:
+            found.add((int(proc.name), cmd))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes():
+    """Each test stops the Ray and MLflow processes it started (Ray's own shutdown takes a few seconds)."""
+    before = _service_processes()
+    yield
+    deadline = time.time() + 30
+    while (left := _service_processes() - before) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not left, f"processes left running: {sorted(left)}"
 
 
 def _load(name: str):
@@ -75,30 +108,59 @@ def test_a_difference_smaller_than_its_spread_is_inside_the_noise():
     assert srb.wins == (2, 3) and srb.significant is False
 
 
-def test_smoke_preset_runs_end_to_end_and_reports_from_mlflow(tmp_path):
+def _table(text: str) -> list[list[str]]:
+    """The rows of a report's table, without the header and the min/run column (a wall time)."""
+    return [line.split(" | ")[:-1] for line in text.splitlines() if line.startswith("| ")][1:]
+
+
+@pytest.fixture(scope="module")
+def sequential_smoke(tmp_path_factory):
+    """The smoke preset trained without Ray (its import fails), one job after another in this process."""
     rx = _load("run_experiments")
-    grid_file = ROOT / "workflows" / "grids" / "isic_table1.json"
-    text = rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path), "--threads", "1"])
-    grid = rx.load_grid(grid_file)
+    out = tmp_path_factory.mktemp("sequential")
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
+        mp.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+        text = rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out), "--threads", "1"])
+    return out, text, printed.getvalue()
+
+
+def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(sequential_smoke, capsys):
+    rx = _load("run_experiments")
+    out, text, printed = sequential_smoke
+    assert 'Ray is not installed: the jobs run one after another in this process' in printed
+    assert 'pip install -e ".[grid]"' in printed
+    grid = rx.load_grid(ISIC)
     variants = rx.preset_variants(grid, "smoke")
     table = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[0][2:] for line in table] == variants
     assert all(f"| {len(grid['presets']['smoke']['seeds'])} (" in line for line in table)
-    assert (tmp_path / "summary.png").stat().st_size > 0
-    assert (tmp_path / "results.md").read_text().endswith(text.split("\n\n", 1)[1])
+    assert (out / "summary.png").stat().st_size > 0
+    assert (out / "results.md").read_text().endswith(text.split("\n\n", 1)[1])
+    # one line per finished job: variant, seed, fold, key metric, minutes
+    for v in variants:
+        for s in grid["presets"]["smoke"]["seeds"]:
+            assert re.search(rf"^{re.escape(v)} \| seed {s} \| fold None \| val_mean_iou 0\.\d{{4}} \| \d+\.\d min$", printed, re.M)
+    # every job's output went to its log, not to the console
+    assert "Epoch[2] Metrics" in (out / "runs" / "U_Net__s0" / "job.log").read_text() and "Epoch[" not in printed
 
-    # every run is in MLflow with its tags; a second call skips them and reports the same table
+    # every run is in the one MLflow store with its tags; the server that served it is gone
     import mlflow
 
-    client = mlflow.MlflowClient(rx.tracking_uri(tmp_path))
+    client = mlflow.MlflowClient(rx.tracking_uri(out))
     runs = client.search_runs([client.get_experiment_by_name("isic_table1__smoke").experiment_id])
     assert sorted((r.data.tags["srb.variant"], r.data.tags["srb.seed"]) for r in runs) == sorted(
         (v, str(s)) for v in variants for s in grid["presets"]["smoke"]["seeds"]
     )
     assert all(r.info.status == "FINISHED" and "val_mean_iou" in r.data.metrics for r in runs)
-    assert rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path)]) == text
+    assert sorted(p.name for p in out.iterdir()) == ["mlartifacts", "mlflow.db", "mlflow_server.log", "results.md", "runs",
+                                                     "summary.png"]  # no per-worker stores
+    # a second call (Ray installed or not) finds every job FINISHED, trains nothing and reports the same table
+    capsys.readouterr()
+    assert rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out)]) == text
+    assert f"{len(runs)} of {len(runs)} jobs are FINISHED in MLflow already: skipped" in capsys.readouterr().out
     # a report covers only the seeds and variants asked for
-    some = rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path), "--report-only",
+    some = rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out), "--report-only",
                     "--seeds", "0", "--variants", *variants[:2]])
     rows = [line for line in some.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[0][2:] for line in rows] == variants[:2]
@@ -106,41 +168,154 @@ def test_smoke_preset_runs_end_to_end_and_reports_from_mlflow(tmp_path):
 
     figures = _load("figures")
     result = figures.main(
-        ["--out", str(tmp_path), "--variants", variants[0], variants[-1], "--seed", "0", "--figures",
-         str(tmp_path / "fig"), "--erf-size", "64"]
+        ["--out", str(out), "--variants", variants[0], variants[-1], "--seed", "0", "--figures",
+         str(out / "fig"), "--erf-size", "64"]
     )
     for name in ("overlays.png", "erf.png", "erf.json"):
-        assert (tmp_path / "fig" / name).stat().st_size > 0
+        assert (out / "fig" / name).stat().st_size > 0
     assert len(result["alpha"][variants[-1]]) == 4 and not result["alpha"][variants[0]]
     assert all(0.0 < eff <= reach <= 1.0 for reach, eff in result["erf"].values())
-    assert json.loads((tmp_path / "fig" / "erf.json").read_text())["alpha"] == result["alpha"]
+    assert json.loads((out / "fig" / "erf.json").read_text())["alpha"] == result["alpha"]
 
 
-def test_workers_share_the_jobs_and_the_report_reads_every_store(tmp_path):
+def _runs(rx, out: Path, experiment: str = "isic_table1__smoke") -> list:
+    import mlflow
+
+    client = mlflow.MlflowClient(rx.tracking_uri(out))
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time"])
+
+
+def test_two_ray_workers_give_the_sequential_table_value_for_value(sequential_smoke, tmp_path):
+    pytest.importorskip("ray")
     rx = _load("run_experiments")
-    grid_file = ROOT / "workflows" / "grids" / "isic_table1.json"
-    args = ["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path), "--threads", "1"]
-    text = rx.main(args + ["--workers", "2", "--variants", "U-Net", "U-Net + 1 SRB_F"])
-    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
-    assert [line.split(" | ")[:2] for line in table] == [["| U-Net", "2 (2 x 1)"], ["| U-Net + 1 SRB_F", "2 (2 x 1)"]]
-    assert [p.name for p in rx.stores(tmp_path)] == ["0", "1"]  # the parent trained nothing itself
-    jobs = [json.loads((tmp_path / "workers" / k / "jobs.json").read_text()) for k in ("0", "1")]
-    assert sorted((j["variant"], j["seed"]) for js in jobs for j in js) == [
-        ("U-Net", 0), ("U-Net", 1), ("U-Net + 1 SRB_F", 0), ("U-Net + 1 SRB_F", 1)
-    ]
-    assert len({p.name for p in (tmp_path / "runs").iterdir()}) == 4  # run folders stay in <out>/runs
-    # every job is found finished in the workers' stores: a second call trains nothing
-    assert rx.finished_jobs(rx.load_grid(grid_file), "smoke", tmp_path) == {(j["variant"], j["seed"], None) for js in jobs for j in js}
+    text = rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(tmp_path), "--cpus", "2", "--threads", "1"])
+    assert _table(text) == _table(sequential_smoke[1])
+    runs = _runs(rx, tmp_path)
+    assert len(runs) == 6 and all(r.info.status == "FINISHED" and r.data.tags["srb.ray_node"] for r in runs)
+    # two at a time: some two runs overlap in time
+    spans = [(r.info.start_time, r.info.end_time) for r in runs]
+    assert any(a[0] < b[1] and b[0] < a[1] for i, a in enumerate(spans) for b in spans[i + 1 :])
+    # longest first: the network with most parameters (+ 4 SRB_F) starts first, in both slots
+    assert [r.data.tags["srb.variant"] for r in runs[:2]] == ["U-Net + 4 SRB_F"] * 2
 
 
-@pytest.mark.parametrize("workers", ["0", "-1"])
-def test_workers_below_one_is_a_usage_error(tmp_path, workers, capsys):
+def test_jobs_start_longest_first_by_parameter_count():
     rx = _load("run_experiments")
-    grid_file = ROOT / "workflows" / "grids" / "isic_table1.json"
+    grid = rx.load_grid(ISIC)
+    grid["variants"]["U-Net"] = {"srb_positions": ["nowhere"]}  # cannot be built
+    names = ["U-Net*", "U-Net", "U-Net + 1 Non-local", "U-Net + 4 SRB_F, dense phi (groups 1)", "U-Net + 1 SRB_F"]
+    jobs = rx.plan(grid, "smoke", variants=names)
+    costs = rx.job_costs(grid, jobs)
+    assert costs == {"U-Net*": 1_850_130, "U-Net": float("inf"), "U-Net + 1 Non-local": 2_080_274,
+                     "U-Net + 4 SRB_F, dense phi (groups 1)": 2_299_878, "U-Net + 1 SRB_F": 1_952_027}
+    ordered = rx.longest_first(jobs, costs)
+    # the network that cannot be built first (its job fails early), then by decreasing size, seeds in order
+    assert [(j.variant, j.seed) for j in ordered] == [(v, s) for v in [names[i] for i in (1, 3, 2, 4, 0)] for s in (0, 1)]
+
+
+def test_a_failing_job_is_reported_and_recorded_failed_while_the_others_finish(tmp_path):
+    pytest.importorskip("ray")
+    rx = _load("run_experiments")
+    grid = json.loads(ISIC.read_text())
+    grid["variants"]["U-Net + 1 SRB_F"]["srb_positions"] = ["nowhere"]  # the injected bad override
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps(grid))
+    out = tmp_path / "out"
     with pytest.raises(SystemExit) as e:
-        rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(tmp_path), "--workers", workers])
-    assert e.value.code == 2 and f"--workers must be at least 1, got {workers}" in capsys.readouterr().err
+        rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(out), "--cpus", "2", "--seeds", "0"])
+    assert str(e.value.code).startswith("1 of 3 jobs FAILED") and "U-Net + 1 SRB_F seed 0 fold None: " in str(e.value.code)
+    assert "nowhere" in str(e.value.code)
+    runs = {r.data.tags["srb.variant"]: r for r in _runs(rx, out)}
+    assert {v: r.info.status for v, r in runs.items()} == {
+        "U-Net": "FINISHED", "U-Net + 1 SRB_F": "FAILED", "U-Net + 4 SRB_F": "FINISHED"
+    }
+    assert "Traceback (most recent call last)" in runs["U-Net + 1 SRB_F"].data.tags["srb.error"]
+    assert "nowhere" in runs["U-Net + 1 SRB_F"].data.tags["srb.error"]
+    table = {row[0][2:]: row[1] for row in _table((out / "results.md").read_text())}
+    assert table == {"U-Net": "1 (1 x 1)", "U-Net + 1 SRB_F": "0 (0 x 0), 1 failed", "U-Net + 4 SRB_F": "1 (1 x 1)"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_two_node_ray_cluster_runs_the_grid_through_address(tmp_path):
+    pytest.importorskip("ray")
+    ray_bin = Path(sys.executable).parent / "ray"
+    port = _free_port()
+    # token authentication needs the token on every node; one machine's test cluster does without
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    common = ["--num-cpus", "1", "--block", "--node-ip-address", "127.0.0.1"]
+    nodes = []
+    try:
+        for k, args in enumerate([["--head", "--port", str(port), "--include-dashboard", "false"],
+                                  ["--address", f"127.0.0.1:{port}"]]):
+            node_dir = tmp_path / f"node{k}"
+            node_dir.mkdir()
+            log = open(node_dir / "ray.log", "w")
+            nodes.append(subprocess.Popen([str(ray_bin), "start", *args, *common], cwd=node_dir, env=env, stdout=log,
+                                          stderr=subprocess.STDOUT, start_new_session=True))
+            log.close()
+            _wait_for(node_dir / "ray.log", "block forever", nodes[-1])
+        out = tmp_path / "out"
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "workflows" / "run_experiments.py"), "--grid", str(ISIC), "--preset", "smoke",
+             "--out", str(out), "--address", f"127.0.0.1:{port}", "--variants", "U-Net", "U-Net + 1 SRB_F"],
+            env=env, capture_output=True, text=True, timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        rx = _load("run_experiments")
+        runs = _runs(rx, out)
+        assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+        assert len({r.data.tags["srb.ray_node"] for r in runs}) == 2  # one core per node: both nodes trained
+        assert [row[:2] for row in _table(done.stdout)] == [["| U-Net", "2 (2 x 1)"], ["| U-Net + 1 SRB_F", "2 (2 x 1)"]]
+    finally:
+        for node in reversed(nodes):  # `ray start --block` stops its node's processes on SIGTERM
+            node.terminate()
+        for node in nodes:
+            try:
+                node.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.time() + timeout
+    while text not in log.read_text():
+        if proc.poll() is not None or time.time() > deadline:
+            raise AssertionError(f"ray start did not come up: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--cpus", "-1"], "--cpus must be at least 1, got -1"),
+        (["--cpus", "2", "--address", "auto"], "--cpus sizes the Ray started here; the cluster at --address auto"),
+    ],
+)
+def test_bad_resources_are_usage_errors(tmp_path, args, message, capsys):
+    rx = _load("run_experiments")
+    with pytest.raises(SystemExit) as e:
+        rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(tmp_path), *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_merge_reads_the_stores_of_earlier_versions(tmp_path):
+    rx = _load("run_experiments")
+    for store in ("mlflow.db", "workers/0/mlflow.db", "workers/1/mlflow.db"):
+        (tmp_path / store).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / store).touch()
+    assert rx.merge_uris(str(tmp_path)) == [
+        f"sqlite:///{(tmp_path / s).resolve()}" for s in ("mlflow.db", "workers/0/mlflow.db", "workers/1/mlflow.db")
+    ]
+    assert rx.merge_uris("http://10.0.0.1:5000") == ["http://10.0.0.1:5000"]
+    with pytest.raises(ValueError, match=r"--merge '.*empty'.*found none"):
+        rx.merge_uris(str(tmp_path / "empty"))
 
 
 def test_srb_tuning_sets_alpha_and_gives_the_spectral_branch_its_own_learning_rate():
