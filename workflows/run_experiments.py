@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -274,16 +275,32 @@ def mlflow_server(out: Path, timeout: float = 180.0) -> Iterator[str]:
 def _output_to(path: Path) -> Iterator[None]:
     """
     Send this process's stdout and stderr to ``path`` meanwhile: the file descriptors (C libraries, child
-    processes) and ``sys.stdout`` / ``sys.stderr`` (where these are not the descriptors, e.g. under pytest).
+    processes), ``sys.stdout`` / ``sys.stderr`` (where these are not the descriptors, e.g. under pytest), and
+    the logging stream handlers that already exist (MONAI's ``StatsHandler`` keeps the stream it was given
+    when its logger was first set up, which an earlier job or test may have done).
     """
     sys.stdout.flush()
     sys.stderr.flush()
     saved = [os.dup(1), os.dup(2)]
+    loggers = [logging.getLogger()] + [
+        lg for lg in list(logging.Logger.manager.loggerDict.values()) if isinstance(lg, logging.Logger)
+    ]
+    streams = {h: h.stream for lg in loggers for h in lg.handlers if type(h) is logging.StreamHandler}
+    outer = sys.stderr
     try:
         with open(path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
-            yield
+            for h in streams:
+                h.stream = log  # not setStream: it flushes the old stream, which may be closed
+            try:
+                yield
+            finally:
+                # handlers set up during the job took the log file as their stream: leave none on it once closed
+                for lg in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+                    for h in getattr(lg, "handlers", []):
+                        if type(h) is logging.StreamHandler and h.stream is log:
+                            h.stream = streams.get(h, outer)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
