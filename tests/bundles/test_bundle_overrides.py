@@ -76,7 +76,7 @@ SPELLINGS = [("false", False), ("False", False), ("no", False), ("0", False), (0
 
 def test_every_boolean_id_is_parsed():
     assert _bool_ids(CHEST) == ["amp", "patient_wise", "require_images", "weighted_loss"]
-    assert _bool_ids(SKIN) == ["amp"]
+    assert _bool_ids(SKIN) == ["amp", "keep_aspect"]
     assert _bool_ids(SEG3D) == ["amp", "check_data"]
     for bundle in (CHEST, SKIN, SEG3D):
         for path in sorted((BUNDLES / bundle / "configs").glob("*.json")):
@@ -150,6 +150,7 @@ def test_a_second_run_on_one_output_dir_is_refused(bundle, extra, tmp_path):
         workflow = _workflow(bundle, *extra, output_dir=str(tmp_path), **TINY[bundle])
         with pytest.raises(Exception) as error:
             workflow.initialize()
+            workflow.run()  # training takes the lock first thing in run: its initialize builds nothing
     finally:
         other.kill()
         other.wait()
@@ -162,9 +163,10 @@ def test_a_killed_runs_lock_is_taken_over_and_the_network_overrides_are_stored(t
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     (tmp_path / "run.lock").write_text(f"{dead.pid}\n")
-    workflow = _workflow(SKIN, output_dir=str(tmp_path), **TINY[SKIN])
+    workflow = _workflow(SKIN, output_dir=str(tmp_path), **TINY[SKIN], epochs=1)
+    workflow.initialize()
     with pytest.warns(RuntimeWarning, match=rf"PID {dead.pid}, which is no longer running"):
-        workflow.initialize()
+        workflow.run()
     assert (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
     stored = json.loads((tmp_path / "models" / "network_config.json").read_text())["overrides"]
     assert stored["image_size"] == 32 and stored["block"] == "srb_fft" and stored["image_channels"] == 3

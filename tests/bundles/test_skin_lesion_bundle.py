@@ -462,8 +462,15 @@ def test_generic_grayscale_folder_trains_evaluates_and_infers(tmp_path):
         assert mask.mode == "L" and mask.size == (48, 32)  # the original, non-square size
 
 
-def test_resize_keeps_the_aspect_ratio_and_pads_to_a_square(tmp_path):
-    # A disc in an 80 x 40 image: resized by its long side to 32 it stays a disc, in a 32 x 16 band padded with zeros.
+@pytest.mark.parametrize(
+    "keep_aspect,extents,band",
+    [
+        ("true", (12, 12), [16, 32]),  # 40 x 80 -> 16 x 32, padded: the disc stays a disc, 30 px scaled by 32/80
+        ("false", (12, 24), [32, 32]),  # squashed to 32 x 32 (the published ISIC grids): the disc becomes an ellipse
+    ],
+)
+def test_resize_keeps_the_aspect_ratio_and_pads_to_a_square(tmp_path, keep_aspect, extents, band):
+    # A disc in an 80 x 40 image, resized to 32.
     rows, cols = np.mgrid[0:40, 0:80]
     disc = (rows - 20) ** 2 + (cols - 40) ** 2 <= 15**2
     (tmp_path / "images").mkdir()
@@ -473,13 +480,14 @@ def test_resize_keeps_the_aspect_ratio_and_pads_to_a_square(tmp_path):
     parser = ConfigParser()
     parser.read_config(_configs("train"))
     parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path / "out"), "dataset_dir": str(tmp_path), **TINY})
+    parser["keep_aspect"] = keep_aspect
     item = parser.get_parsed_content("validate#preprocessing")(parser.get_parsed_content("datalist")[0])
     image, label = item["image"][0], item["label"][0]
     assert image.shape == label.shape == (32, 32)
     inside = torch.nonzero(label)
-    extents = (inside.max(0).values - inside.min(0).values + 1).tolist()
-    assert extents[0] == extents[1] and abs(extents[0] - 12) <= 1  # 30 px across, scaled by 32/80
-    assert sorted([int(image.abs().sum(dim=d).gt(0).sum()) for d in (0, 1)]) == [16, 32]  # 40 x 80 -> 16 x 32, padded
+    found = (inside.max(0).values - inside.min(0).values + 1).tolist()
+    assert all(abs(f - e) <= 1 for f, e in zip(found, extents)), found
+    assert sorted([int(image.abs().sum(dim=d).gt(0).sum()) for d in (0, 1)]) == band
 
 
 @pytest.mark.parametrize(
