@@ -17,16 +17,19 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral
 from typing import Any
 
 __all__ = [
+    "EVALUATE_SPLITS",
     "NETWORK_CONFIG_FILE",
     "OutputDirLock",
     "as_bool",
     "as_bools",
+    "check_choice",
     "check_size",
+    "evaluation_datalist",
     "load_network_config",
     "save_network_config",
 ]
@@ -35,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 NETWORK_CONFIG_FILE = "network_config.json"
+EVALUATE_SPLITS = ("val", "test", "all")
 
 
 def as_bool(value: Any, name: str) -> bool:
@@ -99,6 +103,25 @@ def check_size(
     if not fits:
         raise ValueError(f"override {name!r} must be {expected}; got {value!r} ({type(value).__name__}).")
     return tuple(int(s) for s in sides) if several else int(value)
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """
+    Check that an override is one of ``choices`` and return it.
+
+    Args:
+        value: the id's value.
+        name: the id, named in the error.
+        choices: the accepted values.
+
+    Raises:
+        ValueError: for any other value, naming it and the choices.
+    """
+    if value not in choices:
+        raise ValueError(
+            f"override {name!r} must be one of {', '.join(map(repr, choices))}; got {value!r} ({type(value).__name__})."
+        )
+    return value
 
 
 def _pid_alive(pid: int) -> bool:
@@ -262,3 +285,40 @@ def load_network_config(ckpt_dir: str) -> dict[str, Any]:
     if not isinstance(content, dict) or not isinstance(content.get("overrides"), dict):
         raise ValueError(f"{path} must hold {{'overrides': {{id: value}}}}, got {content!r}.")
     return dict(content["overrides"])
+
+
+def evaluation_datalist(
+    evaluate_split: str,
+    parts: Mapping[str, Sequence[Any] | Callable[[], Sequence[Any]]],
+    source: Any,
+    what: str = "images",
+) -> list[Any]:
+    """
+    The items an evaluate run scores: the part of the data set named by the ``evaluate_split`` override,
+    with its size and name logged (``INFO``), so that a run never scores a fraction of a folder silently.
+
+    Args:
+        evaluate_split: ``"val"`` (the validation split training used), ``"test"`` (the data set's own test
+            split, where it has one) or ``"all"`` (every labelled item of the data set).
+        parts: the parts the data set has, by split name; a value may be a function returning the part, called
+            only when that part is chosen (a split that cannot be made, e.g. of a one-image folder, then
+            does not stop an ``"all"`` run).
+        source: the data set (folder or file), named in the log and in errors.
+        what: what the items are, for the log (``"images"``, ``"volumes"``).
+
+    Raises:
+        ValueError: for an ``evaluate_split`` other than ``"val"``, ``"test"`` or ``"all"``, one the data set
+            has no part for (naming the parts it has), or an empty part.
+    """
+    check_choice(evaluate_split, "evaluate_split", EVALUATE_SPLITS)
+    if evaluate_split not in parts:
+        raise ValueError(
+            f"the data set {source} has no {evaluate_split!r} split to score (its splits: "
+            f"{', '.join(map(repr, parts))})."
+        )
+    part = parts[evaluate_split]
+    items = list(part() if callable(part) else part)
+    if not items:
+        raise ValueError(f"the {evaluate_split!r} split of the data set {source} is empty: nothing to score.")
+    logger.info("evaluate: scoring %d %s, evaluate_split %r of %s", len(items), what, evaluate_split, source)
+    return items

@@ -14,7 +14,9 @@ from monai_srb.bundle_config import (
     OutputDirLock,
     as_bool,
     as_bools,
+    check_choice,
     check_size,
+    evaluation_datalist,
     load_network_config,
     save_network_config,
 )
@@ -164,3 +166,45 @@ def test_network_config_round_trip(tmp_path):
     (tmp_path / NETWORK_CONFIG_FILE).write_text(json.dumps({"image_size": 64}))
     with pytest.raises(ValueError, match="must hold"):
         load_network_config(str(tmp_path))
+
+
+def _never() -> list[dict[str, str]]:
+    raise AssertionError("a part that is not chosen must not be built")
+
+
+# (evaluate_split, parts, items scored)
+SPLITS = [
+    ("all", {"all": [{"image": "a"}, {"image": "b"}], "val": _never}, ["a", "b"]),
+    ("val", {"all": [{"image": "a"}, {"image": "b"}], "val": lambda: [{"image": "b"}]}, ["b"]),
+    ("test", {"train": [{"image": "a"}], "val": [], "test": [{"image": "c"}]}, ["c"]),
+]
+
+
+@pytest.mark.parametrize("split,parts,expected", SPLITS, ids=[s for s, _, _ in SPLITS])
+def test_evaluation_datalist_builds_and_logs_the_chosen_part_only(split, parts, expected, caplog):
+    caplog.set_level("INFO", logger="monai_srb.bundle_config")
+    items = evaluation_datalist(split, parts, "/data/x", what="volumes")
+    assert [item["image"] for item in items] == expected
+    assert f"evaluate: scoring {len(expected)} volumes, evaluate_split {split!r} of /data/x" in caplog.text
+
+
+# (evaluate_split, parts, message)
+BAD_SPLITS = [
+    ("train", {"all": [1]}, "override 'evaluate_split' must be one of 'val', 'test', 'all'; got 'train' (str)."),
+    (None, {"all": [1]}, "got None (NoneType)."),
+    ("test", {"all": [1], "val": [1]}, "the data set /data/x has no 'test' split to score (its splits: 'all', 'val')."),
+    ("val", {"all": [1], "val": []}, "the 'val' split of the data set /data/x is empty: nothing to score."),
+]
+
+
+@pytest.mark.parametrize("split,parts,message", BAD_SPLITS, ids=[repr(s) for s, _, _ in BAD_SPLITS])
+def test_evaluation_datalist_refuses_naming_the_split(split, parts, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        evaluation_datalist(split, parts, "/data/x")
+
+
+def test_check_choice():
+    assert check_choice("val", "evaluate_split", ("val", "all")) == "val"
+    message = "override 'norm' must be one of 'batch', 'instance'; got [1] (list)."
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_choice([1], "norm", ("batch", "instance"))

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from monai_srb.handlers.cam import GradCAMHandler
 from monai_srb.handlers.checkpoint_saver import SRBCheckpointSaver
+from monai_srb.handlers.final_evaluation import FinalEvaluationHandler
 from monai_srb.handlers.image_handler import ImageSavingHandler
 from monai_srb.handlers.mlflow_tracking import (
+    CHECKPOINT_SHA256_TAG,
     PROCESS_RUN_NAME,
     RUN_ID_STATE_KEY,
     SRBMLFlowHandler,
     check_tracking_server,
+    config_overrides,
     config_params,
     default_tracking_uri,
-    flatten_config,
+    describe_network,
+    skip_monai_tracking,
+    tracking_enabled,
 )
 from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
 from monai_srb.handlers.overlay import SegmentationOverlayHandler
 from monai_srb.handlers.random_states import RandomStates
 
 __all__ = [
+    "CHECKPOINT_SHA256_TAG",
     "PROCESS_RUN_NAME",
     "RUN_ID_STATE_KEY",
+    "FinalEvaluationHandler",
     "GradCAMHandler",
     "ImageSavingHandler",
     "OrthogonalRetractionHandler",
@@ -29,7 +36,10 @@ __all__ = [
     "SRBMLFlowHandler",
     "SegmentationOverlayHandler",
     "check_tracking_server",
+    "config_overrides",
     "config_params",
     "default_tracking_uri",
-    "flatten_config",
+    "describe_network",
+    "skip_monai_tracking",
+    "tracking_enabled",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_srb.metrics.classification import CLASSIFICATION_TASKS, classification_metrics
 from monai_srb.metrics.head_circumference import (
     HeadCircumferenceErrorHandler,
     HeadCircumferenceErrorMetric,
@@ -24,3 +25,4 @@ __all__ += [
     "fit_ellipse",
     "mask_circumference",
 ]
+__all__ += ["CLASSIFICATION_TASKS", "classification_metrics"]
