@@ -36,6 +36,7 @@ __all__ = [
     "find_chestxray14_csv",
     "image_folder_datalist",
     "infer_task",
+    "inference_datalist",
     "label_frequencies",
     "medmnist_datalists",
     "patient_split",
@@ -645,6 +646,37 @@ def image_folder_datalist(folder: str | os.PathLike, check_images: str = "header
     for p in images:
         _check_image(p, check_images)
     return [{"image": str(p), "name": p.name} for p in images]
+
+
+def inference_datalist(
+    path: str | os.PathLike,
+    task: str | None = None,
+    in_channels: int = 1,
+    check_images: str = "header",
+    max_samples: int | None = None,
+) -> list[dict[str, Any]]:
+    """
+    The images an inference run predicts: a folder of images (:func:`image_folder_datalist`), the ``images/``
+    of a ChestX-ray14 folder (every image, labelled or not), or the ``val`` images of a MedMNIST ``.npz``.
+
+    Args:
+        path: a folder of images, a ChestX-ray14 folder, or a MedMNIST ``.npz`` file.
+        task: for a ``.npz``: see :func:`medmnist_datalists`.
+        in_channels: for a ``.npz``: see :func:`medmnist_datalists`.
+        check_images: for a folder: see :func:`chestxray14_datalists`.
+        max_samples: for a ``.npz``: see :func:`medmnist_datalists` (a folder is predicted whole).
+
+    Returns:
+        ``[{"image": absolute path or uint8 array, "name": ...}, ...]``, without labels.
+
+    Raises:
+        ValueError: as :func:`image_folder_datalist` or :func:`medmnist_datalists`, naming the path.
+    """
+    if data_format(path) == "medmnist":
+        items = medmnist_datalists(path, task=task, in_channels=in_channels, max_samples=max_samples)["val"]
+        return [{"image": item["image"], "name": item["name"]} for item in items]
+    folder = Path(path) / "images" if (Path(path) / "images").is_dir() else Path(path)
+    return image_folder_datalist(folder, check_images=check_images)
 
 
 def label_frequencies(labels: Sequence[Mapping[str, Any]] | np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import monai.bundle
+import monai.transforms
 import numpy as np
 import pytest
 import torch
@@ -83,21 +84,22 @@ def test_train_writes_checkpoints_that_load_weights_only(trained):
 def test_train_logs_metrics_and_gradcam_artifacts_to_mlflow(trained):
     (run,) = _runs(trained)
     assert run.info.status == "FINISHED"
-    expected = {"Loss", "AUC"} | {f"AUC_{name}" for name in CHESTXRAY14_CLASSES}
+    expected = {"Loss", "AUC", "Accuracy"} | {f"AUC_{name}" for name in CHESTXRAY14_CLASSES}
     assert expected <= set(run.data.metrics)
+    assert 0.0 <= run.data.metrics["Accuracy"] <= 1.0
     assert [step for step, _ in _history(trained, run, "AUC")] == [1, 2]
-    assert run.data.params["epochs"] == "2" and run.data.params["network_def"] == "SRBDenseNet121"
+    assert run.data.params["epochs"] == "2" and run.data.params["network"] == "SRBDenseNet121"
     client = mlflow.MlflowClient(default_tracking_uri(str(trained)))
-    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
-    assert "model.pt" in artifacts and "train.json" in artifacts
-    cams = [a for a in artifacts if a.startswith("cam_") and a.endswith(".png")]
+    assert {"checkpoints", "config", "figures"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    figures = [Path(a.path).name for a in client.list_artifacts(run.info.run_id, "figures")]
+    cams = [a for a in figures if a.startswith("cam_") and a.endswith(".png")]
     assert len(cams) == 2
     overlay = Image.open(trained / "cam" / cams[0])
     assert overlay.mode == "RGB" and overlay.size == (64, 32)  # input and overlay side by side
 
 
 def test_evaluate_recomputes_best_validation_metrics(trained):
-    _run(trained, "evaluate", **TINY)
+    _run(trained, "evaluate", evaluate_split="val", **TINY)
     with open(trained / "eval" / "metrics.csv") as f:
         metrics = {k: float(v) for k, v in csv.reader(f)}
     (train_run, eval_run) = _runs(trained)
@@ -109,15 +111,17 @@ def test_evaluate_recomputes_best_validation_metrics(trained):
         assert _same(round(metrics[f"AUC_{name}"], 9), round(logged, 9)), name
     per_class = [metrics[f"AUC_{name}"] for name in CHESTXRAY14_CLASSES]
     assert metrics["AUC"] == pytest.approx(np.nanmean(per_class))
+    assert metrics["Accuracy"] == pytest.approx(dict(_history(trained, train_run, "Accuracy"))[best_epoch], abs=1e-6)
+    assert eval_run.data.params["evaluate_split"] == "val" and eval_run.data.params["num_scored"] == "3"
     assert eval_run.info.run_name == "evaluate" and eval_run.data.metrics["AUC"] == pytest.approx(metrics["AUC"])
     assert len(list((trained / "eval" / "cam").glob("cam_*.png"))) == 2
 
 
 def test_inference_writes_probabilities_per_class(trained, tmp_path):
-    _run(trained, "inference", **TINY)
-    with open(trained / "inference" / "predictions.csv") as f:
+    _run(trained, "inference", **TINY)  # every image of the data set
+    with open(trained / "predictions" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["image", *CHESTXRAY14_CLASSES] and len(rows) == 3
+    assert list(rows[0]) == ["image", *CHESTXRAY14_CLASSES] and len(rows) == 16
     probs = np.array([[float(r[c]) for c in CHESTXRAY14_CLASSES] for r in rows])
     assert ((probs > 0) & (probs < 1)).all()
 
@@ -187,7 +191,7 @@ def test_dermamnist_multi_class_subset(trained, tmp_path):
     assert run.data.params["task"] == "multi-class"
     assert {"AUC"} | {f"AUC_{i}" for i in range(7)} <= set(run.data.metrics)
     _run(tmp_path, "inference", **settings)
-    with open(tmp_path / "inference" / "predictions.csv") as f:
+    with open(tmp_path / "predictions" / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 16 and list(rows[0]) == ["image", *map(str, range(7))]
     assert sum(float(rows[0][str(i)]) for i in range(7)) == pytest.approx(1.0, abs=1e-5)  # softmax
@@ -233,3 +237,51 @@ def test_bad_data_fails_before_training(tmp_path, kind):
 def test_gradcam_handler_rejects_unknown_layer(tmp_path):
     with pytest.raises(ValueError, match="not a layer of SRBDenseNet121"):
         GradCAMHandler(SRBDenseNet121(2, 1, 3), "features.nope", [], tmp_path)
+
+
+def _tiny_medmnist(path: Path, num_classes: int = 3) -> Path:
+    """A MedMNIST-format multi-class .npz whose class is the brightness of a corner, with its own test split."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 12), ("val", 6), ("test", 6)):
+        labels = np.arange(n) % num_classes
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        images[:, :8, :8] += (60 * labels).astype(np.uint8)[:, None, None]
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
+    np.savez(path, **arrays)
+    return path
+
+
+def test_test_split_at_end_top1_accuracy_and_kept_checkpoints(trained, tmp_path):
+    npz = _tiny_medmnist(tmp_path / "tiny.npz")
+    settings = {**TINY, "dataset_dir": str(npz), "batch_size": 6, "keep_checkpoints": 1, "test_at_end": "yes"}
+    _run(tmp_path / "out", **settings, **_shared_store(trained, "test_at_end"))
+    models = tmp_path / "out" / "models"
+    assert sorted(p.name for p in models.glob("checkpoint_*")) == ["checkpoint_epoch=2.pt"]  # the newest one only
+    (run,) = _runs(trained, "test_at_end")
+    assert {"Accuracy", "test_AUC", "test_Accuracy"} | {f"test_AUC_{i}" for i in range(3)} <= set(run.data.metrics)
+
+    # test_Accuracy is the top-1 accuracy of the best checkpoint on the test split
+    net = SRBDenseNet121(2, 1, 3, spatial_size=32)
+    net.load_state_dict(torch.load(models / "model.pt", weights_only=True))
+    net.eval()
+    preprocess = monai.transforms.Compose(
+        [monai.transforms.EnsureType(dtype=torch.float32), monai.transforms.ScaleIntensity(minv=0.0, maxv=1.0),
+         monai.transforms.Resize([32, 32])]
+    )
+    with np.load(npz) as data:
+        images = torch.stack([preprocess(image[None]) for image in data["test_images"]])
+        labels = torch.as_tensor(data["test_labels"][:, 0])
+    with torch.no_grad():
+        top1 = (net(images).argmax(dim=1) == labels).float().mean().item()
+    assert run.data.metrics["test_Accuracy"] == pytest.approx(top1, abs=1e-6)
+    with open(tmp_path / "out" / "test" / "metrics.csv") as f:
+        assert float(dict(csv.reader(f))["test_Accuracy"]) == pytest.approx(top1, abs=1e-6)
+
+
+def test_test_at_end_without_a_test_split_stops_before_training(tmp_path):
+    with pytest.raises(Exception) as info:
+        _run(tmp_path, test_at_end=True, **TINY)
+    error = _value_error(info.value)
+    assert error is not None and "has no 'test' split to score (its splits: 'train', 'val')" in str(error)
+    assert list((tmp_path / "models").glob("*.pt")) == []
