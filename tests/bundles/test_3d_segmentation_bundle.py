@@ -90,12 +90,12 @@ def test_mlflow_has_dice_iou_params_and_artifacts(trained):
     assert params["epochs"] == "1" and params["patch_size"] == "[32, 32, 32]" and params["block"] == "srb_fft"
     assert params["norm"] == "instance" and params["split_seed"] == "0"
     assert (params["num_train"], params["num_val"]) == ("3", "1")
-    assert params["network_def.spatial_dims"] == "3"
-    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"model.pt", "train.json"}
+    assert (params["network"], params["srb_positions"], params["srb_count"]) == ("SRBUNet", "['before_up4']", "1")
+    assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"checkpoints", "config"}
 
 
 def test_evaluate_on_the_validation_split_recomputes_the_best_checkpoints_metrics(trained):
-    _run(trained, "evaluate", eval_data="$@split[1]")
+    _run(trained, "evaluate", evaluate_split="val")
     with open(trained / "eval" / "metrics.csv") as f:
         metrics = {name: float(value) for name, value in csv.reader(f)}
     client, train_run = _train_run(trained)
@@ -104,6 +104,7 @@ def test_evaluate_on_the_validation_split_recomputes_the_best_checkpoints_metric
     assert metrics["Dice"] == pytest.approx(best_dice, abs=1e-6)
     assert eval_run.data.metrics["Dice"] == pytest.approx(best_dice, abs=1e-6)
     assert eval_run.data.metrics["IoU"] == pytest.approx(metrics["IoU"], abs=1e-6)
+    assert eval_run.data.params["evaluate_split"] == "val" and eval_run.data.params["num_scored"] == "1"
     assert (trained / "eval" / "Dice_raw.csv").is_file()
 
 

@@ -62,7 +62,7 @@ WHERE_USED = [
     (CHEST, (), "amp", "train#trainer#amp"),
     (CHEST, (), "amp", "validate#evaluator#amp"),
     (CHEST, ("evaluate",), "amp", "validate#evaluator#amp"),
-    (CHEST, ("inference",), "amp", "infer#evaluator#amp"),
+    (CHEST, ("inference",), "amp", "evaluator#amp"),
     (SKIN, (), "amp", "train#trainer#amp"),
     (SKIN, (), "amp", "validate#evaluator#amp"),
     (SKIN, ("inference",), "amp", "evaluator#amp"),
@@ -75,7 +75,7 @@ SPELLINGS = [("false", False), ("False", False), ("no", False), ("0", False), (0
 
 
 def test_every_boolean_id_is_parsed():
-    assert _bool_ids(CHEST) == ["amp", "patient_wise", "require_images", "weighted_loss"]
+    assert _bool_ids(CHEST) == ["amp", "patient_wise", "require_images", "test_at_end", "weighted_loss"]
     assert _bool_ids(SKIN) == ["amp", "keep_aspect"]
     assert _bool_ids(SEG3D) == ["amp", "check_data"]
     for bundle in (CHEST, SKIN, SEG3D):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import queue
 import re
@@ -69,10 +70,11 @@ def _metrics(workflow: ConfigWorkflow) -> dict[str, float]:
 
 
 def _mlflow_runs(tracking_uri: str) -> tuple[mlflow.MlflowClient, list[Any]]:
+    """The training runs of the store (evaluate.json logs runs named ``evaluate`` beside them)."""
     client = mlflow.MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)
     assert experiment is not None
-    return client, client.search_runs([experiment.experiment_id])
+    return client, [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name != "evaluate"]
 
 
 def _history(client: mlflow.MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -113,11 +115,12 @@ def test_train_writes_checkpoints_and_mlflow(trained):
     assert [s for s, _ in _history(client, run.info.run_id, "val_mean_iou")] == [1, 2]
     assert len(_history(client, run.info.run_id, "train_loss")) == 2 * 3  # per iteration
     assert run.data.params["epochs"] == "2" and run.data.params["image_size"] == "32"
-    assert run.data.params["loss._target_"] == "DiceCELoss" and run.data.params["loss.lambda_dice"] == "0.0"
+    assert run.data.params["srb_count"] == "4" and "loss._target_" not in run.data.params  # no raw config entries
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    # the config, the best checkpoint and the Fig. 4-style overlays of the validation images
-    assert {"train.json", "model.pt"} < artifacts
-    assert all(a.startswith("overlay_") and a.endswith(".png") for a in artifacts - {"train.json", "model.pt"})
+    # the merged config, the best checkpoint and the Fig. 4-style overlays of the validation images
+    assert {"config", "checkpoints", "figures"} <= artifacts
+    figures = [a.path for a in client.list_artifacts(run.info.run_id, "figures")]
+    assert figures and all(a.startswith("figures/overlay_") and a.endswith(".png") for a in figures)
     for name in VAL_METRICS:
         assert 0.0 <= trained.metrics[name] <= 1.0
 
@@ -173,7 +176,7 @@ def test_inference_writes_png_masks(trained, tmp_path, own_folder):
     workflow = _run("train", "inference", workflow_type="infer", **override)
     assert not workflow.check_properties()
     inputs = [Path(d["image"]) for d in workflow.parser.get_parsed_content("inference_datalist")]
-    assert len(inputs) == (3 if own_folder else 2)
+    assert len(inputs) == (3 if own_folder else TINY["synthetic_samples"])  # default: every image of the data set
     for image in inputs:
         mask = Image.open(tmp_path / "pred" / f"{image.stem}_segmentation.png")
         assert mask.mode == "L" and mask.size == Image.open(image).size
@@ -277,7 +280,8 @@ def test_multi_gpu_ddp_on_cpu(tmp_path):
     client, (run,) = _mlflow_runs(f"sqlite:///{tmp_path}/mlflow.db")  # one run: only rank 0 logs
     assert run.info.status == "FINISHED" and set(VAL_METRICS) <= set(run.data.metrics)
     assert [s for s, _ in _history(client, run.info.run_id, "val_mean_iou")] == [1, 2]
-    assert "multi_gpu_train.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    merged = client.download_artifacts(run.info.run_id, "config/merged_config.json", str(tmp_path))
+    assert "multi_gpu_train.json" in json.loads(Path(merged).read_text())["config_files"]
 
 
 def _free_port() -> int:
@@ -330,16 +334,14 @@ def test_mlflow_http_server(tmp_path, mlflow_server):
     assert set(VAL_METRICS) | {"train_loss"} <= set(run.data.metrics)
     assert run.data.params["tracking_uri"] == mlflow_server
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    # the config, the best checkpoint and the Fig. 4-style overlays of the validation images
-    assert {"train.json", "model.pt"} < artifacts
-    assert all(a.startswith("overlay_") and a.endswith(".png") for a in artifacts - {"train.json", "model.pt"})
+    assert {"config", "checkpoints", "figures"} <= artifacts
 
 
 def test_dead_tracking_server_stops_the_run_before_training(tmp_path):
     uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     start = time.monotonic()
     with pytest.raises(RuntimeError) as excinfo:
-        _workflow("train", output_dir=str(tmp_path), tracking_uri=uri, tracking_timeout=3, epochs=1, **TINY)
+        _run("train", output_dir=str(tmp_path), tracking_uri=uri, tracking_timeout=3, epochs=1, **TINY)
     print(f"failed after {time.monotonic() - start:.1f} s")
     assert time.monotonic() - start < 120  # not MLflow's 4 minutes of retries
     assert isinstance(excinfo.value.__cause__, ValueError) and repr(uri) in str(excinfo.value.__cause__)
