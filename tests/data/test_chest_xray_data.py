@@ -409,3 +409,20 @@ def test_negative_or_fractional_medmnist_labels_are_refused(tmp_path, labels, ma
         with pytest.raises(ValueError, match=match) as info:
             call(path)
         assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("layout", ["image_folder", "chestxray14_folder", "medmnist_npz"])
+def test_inference_datalist_of_each_layout(tmp_path, layout):
+    if layout == "medmnist_npz":
+        rng = np.random.default_rng(0)
+        arrays = {f"{s}_images": rng.integers(0, 255, (n, 8, 8), dtype=np.uint8) for s, n in (("train", 4), ("val", 3))}
+        arrays |= {f"{s}_labels": np.arange(n)[:, None] % 2 for s, n in (("train", 4), ("val", 3))}
+        np.savez(tmp_path / "x.npz", **arrays)
+        items = cx.inference_datalist(tmp_path / "x.npz", max_samples=2)
+        assert [item["name"] for item in items] == ["val_0", "val_1"] and items[0]["image"].shape == (1, 8, 8)
+        assert all("label" not in item for item in items)
+        return
+    folder = _chestxray_folder(tmp_path / "cx", [("b.png", "Mass", "1"), ("a.png", "No Finding", "2")])
+    items = cx.inference_datalist(folder if layout == "chestxray14_folder" else folder / "images", max_samples=1)
+    assert [item["name"] for item in items] == ["a.png", "b.png"]  # a folder is predicted whole, sorted
+    assert items[0]["image"] == str((folder / "images" / "a.png").resolve())
