@@ -415,8 +415,9 @@ def test_negative_or_fractional_medmnist_labels_are_refused(tmp_path, labels, ma
 def test_inference_datalist_of_each_layout(tmp_path, layout):
     if layout == "medmnist_npz":
         rng = np.random.default_rng(0)
-        arrays = {f"{s}_images": rng.integers(0, 255, (n, 8, 8), dtype=np.uint8) for s, n in (("train", 4), ("val", 3))}
-        arrays |= {f"{s}_labels": np.arange(n)[:, None] % 2 for s, n in (("train", 4), ("val", 3))}
+        sizes = (("train", 4), ("val", 3))
+        arrays = {f"{s}_images": rng.integers(0, 255, (n, 8, 8), dtype=np.uint8) for s, n in sizes}
+        arrays |= {f"{s}_labels": np.arange(n)[:, None] % 2 for s, n in sizes}
         np.savez(tmp_path / "x.npz", **arrays)
         items = cx.inference_datalist(tmp_path / "x.npz", max_samples=2)
         assert [item["name"] for item in items] == ["val_0", "val_1"] and items[0]["image"].shape == (1, 8, 8)
