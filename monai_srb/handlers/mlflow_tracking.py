@@ -1,34 +1,75 @@
-"""MLflow glue: MONAI's MLFlowHandler with a usable default store, failed runs marked FAILED and resumed runs linked."""
+"""
+MLflow glue: MONAI's MLFlowHandler with a usable default store, failed runs marked FAILED, resumed runs linked,
+the network actually built in params and tags, the best checkpoint logged as an MLflow model and evaluate runs
+linked to the training run they score.
+"""
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
+import importlib.metadata
+import inspect
+import json
+import logging
 import os
+import socket
 import ssl
+import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
+import torch
 from ignite.engine import Engine, Events
+from monai.bundle import ConfigParser
+from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 from monai.handlers import MLFlowHandler
+from torch import nn
+
+from monai_srb.blocks import DoubleAttentionBlock, NonLocalBlock, SpectralResidualBlock
+from monai_srb.nets.insertion import InsertedBlock
 
 __all__ = [
+    "CHECKPOINT_SHA256_TAG",
     "PROCESS_RUN_NAME",
     "RUN_ID_STATE_KEY",
     "SRBMLFlowHandler",
     "check_tracking_server",
+    "config_overrides",
     "config_params",
     "default_tracking_uri",
-    "flatten_config",
+    "describe_network",
+    "skip_monai_tracking",
+    "tracking_enabled",
 ]
 
+logger = logging.getLogger(__name__)
 
 # One name per process: the trainer's and validator's handlers meet in one run; another process never joins it.
 PROCESS_RUN_NAME = f"run_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
 # The engine state attribute that carries the MLflow run id into the trainer's checkpoints.
 RUN_ID_STATE_KEY = "mlflow_run_id"
+# Tag of a training run: the sha256 of the best checkpoint it logged; an evaluate run finds its parent by it.
+CHECKPOINT_SHA256_TAG = "srb.checkpoint_sha256"
+# Tag of an evaluate run: the sha256 of the checkpoint it scores (not CHECKPOINT_SHA256_TAG: no run's parent).
+_SCORED_SHA256_TAG = "srb.scored_checkpoint_sha256"
+# Tag of every run a handler creates: a RUNNING run is only joined by a handler of the process that made it.
+_PROCESS_TAG = "srb.process"
+_PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
+# Values that turn tracking off as a tracking_uri (`--tracking_uri null` reaches the config as "null").
+_TRACKING_OFF = ("", "null", "none", "off", "false")
+# How the ids of nested config items are written on the command line (`--network_def#srb_after`).
+_ID_SEP = "#"
+# MLflow accepts 6000 characters per param value; long lists or expressions carry no information worth it.
+_MAX_PARAM_LEN = 500
 
 
 def check_tracking_server(tracking_uri: str, timeout: float = 5.0) -> None:
@@ -66,73 +107,264 @@ def default_tracking_uri(output_dir: str) -> str:
     """
     ``sqlite:///<output_dir>/mlflow.db``: MLflow 3 deprecates the file store that MONAI's default
     ``file:`` URI points at, so the bundles default to a SQLite store next to their other outputs.
+    Nothing is created here: :class:`SRBMLFlowHandler` makes the folder when it opens the store.
     """
-    os.makedirs(output_dir, exist_ok=True)
     return f"sqlite:///{os.path.abspath(os.path.join(output_dir, 'mlflow.db'))}"
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "", max_len: int = 500) -> dict[str, str]:
+def tracking_enabled(tracking_uri: str | None) -> bool:
     """
-    Flatten a (parsed or raw) bundle config into ``{"a.b.c": "value"}`` MLflow params.
+    Whether a bundle's ``tracking_uri`` asks for MLflow tracking: ``None`` (``--tracking_uri None``) and
+    ``"null"``, ``"none"``, ``"off"``, ``"false"`` or ``""`` in any case (``--tracking_uri null``) turn it off.
 
-    Values are stringified and cut to ``max_len`` characters (MLflow's param value limit is larger,
-    but long expressions carry no information worth a param).
+    Args:
+        tracking_uri: the bundle's ``tracking_uri`` id.
     """
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_config(value, f"{name}.", max_len))
-        elif isinstance(value, (list, tuple)) and any(isinstance(v, Mapping) for v in value):
-            for i, v in enumerate(value):
-                if isinstance(v, Mapping):
-                    flat.update(flatten_config(v, f"{name}.{i}.", max_len))
+    return tracking_uri is not None and str(tracking_uri).strip().lower() not in _TRACKING_OFF
+
+
+def skip_monai_tracking() -> bool:
+    """
+    The bundles' ``is_not_rank0`` id: ``python -m monai.bundle run ... --tracking mlflow`` appends MONAI's own
+    ``MLFlowHandler`` to the trainer and the evaluator, ``_disabled_`` by this id, beside the bundle's
+    :class:`SRBMLFlowHandler`, which logged every loss and metric twice. The bundles track themselves, so this
+    id, evaluated only under ``--tracking``, says once that MONAI's handlers stay off and returns ``True``.
+    """
+    logger.warning(
+        "--tracking mlflow adds nothing to this bundle: it logs to MLflow itself (SRBMLFlowHandler; set "
+        "--tracking_uri / --experiment_name), so MONAI's MLFlowHandler entries are disabled and nothing is logged "
+        "twice. Turn tracking off with --tracking_uri null."
+    )
+    return True
+
+
+def _running_parser() -> ConfigParser | None:
+    """
+    The :class:`monai.bundle.ConfigParser` whose expression or component is being evaluated up the call stack,
+    or ``None`` outside a bundle. ``monai.bundle`` gives a config no handle on its own parser, and the
+    command-line overrides are merged into it and kept nowhere else.
+    """
+    frame = inspect.currentframe()
+    try:
+        while frame is not None:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, ConfigParser):
+                return candidate
+            frame = frame.f_back
+    finally:
+        del frame
+    return None
+
+
+def config_overrides(config_files: str | Sequence[str], config: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The ids of ``config`` whose raw content differs from the merged ``config_files``: the overrides of a run,
+    nested ones included (``{"network_def#srb_after": []}`` for ``--network_def#srb_after '[]'``; an item
+    appended to a list is ``<list id>#<index>``). ``_meta_`` and what ``--tracking mlflow`` patches in
+    (MONAI's default tracking settings, ``save_execute_config``) are left out.
+
+    Args:
+        config_files: the bundle config file(s) of the run, merged as ``monai.bundle run`` merges them.
+        config: the run's raw config after overrides (``ConfigParser.get()``), macros resolved.
+    """
+    base = ConfigParser()
+    base.read_config(config_files)
+    base.parse()  # resolves `%` macros and relative ids as the running parser did
+    found: dict[str, Any] = {}
+
+    def diff(ran: Any, filed: Any, prefix: str) -> None:
+        if isinstance(ran, Mapping) and isinstance(filed, Mapping):
+            for key, value in ran.items():
+                sub = f"{prefix}{_ID_SEP}{key}" if prefix else str(key)
+                if key in filed:
+                    diff(value, filed[key], sub)
                 else:
-                    flat[f"{name}.{i}"] = str(v)[:max_len]
-        else:
-            flat[name] = str(value)[:max_len]
-    return flat
+                    found[sub] = value
+        elif isinstance(ran, list) and isinstance(filed, list) and len(ran) >= len(filed):
+            for i, value in enumerate(ran):
+                if i < len(filed):
+                    diff(value, filed[i], f"{prefix}{_ID_SEP}{i}")
+                else:
+                    found[f"{prefix}{_ID_SEP}{i}"] = value
+        elif not _equal(ran, filed):
+            found[prefix] = ran
+
+    diff(dict(config), base.get(), "")
+    patched = [v for v in DEFAULT_MLFLOW_SETTINGS["configs"].values() if isinstance(v, Mapping)]
+    skipped = (ConfigParser.meta_key, "save_execute_config")
+    return {
+        k: v for k, v in found.items()
+        if k.split(_ID_SEP)[0] not in skipped and not any(_equal(v, p) for p in patched)
+    }
 
 
-def config_params(config_files: str | Sequence[str], resolved: Mapping[str, Any] | None = None) -> dict[str, str]:
+def _equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError, RuntimeError):  # arrays and tensors compare elementwise
+        return a is b
+
+
+def _param_value(value: Any) -> str:
+    return str(value)[:_MAX_PARAM_LEN]
+
+
+def config_params(config_files: str | Sequence[str], tracked: Mapping[str, Any] | None = None) -> dict[str, str]:
     """
-    MLflow params for a bundle run: the flattened raw config of ``config_files`` (later files override
-    earlier ones, as ``monai.bundle run`` merges them), with the top-level ids in ``resolved`` replaced
-    by their values in this run (so command-line overrides such as ``--epochs 3`` are what is logged).
+    MLflow params of a bundle run: the tracked hyper-parameters with the values this run uses, and every id
+    the run overrides (``network_def.srb_after`` for ``--network_def#srb_after '[]'``; MLflow names take
+    ``.`` where the config has ``#``), with its raw override. Called from a config expression, it finds the
+    running parser's merged config itself; elsewhere only ``tracked`` is returned.
 
     Args:
         config_files: the bundle config file(s) of the run.
-        resolved: top-level id -> value actually used, e.g. ``{"epochs": @epochs}`` in a config.
+        tracked: id -> value actually used, the bundle's ``tracked_params`` object (one id a line).
     """
-    from monai.bundle import ConfigParser
+    params = {str(name): _param_value(value) for name, value in (tracked or {}).items()}
+    parser = _running_parser()
+    if parser is not None:
+        for name, value in config_overrides(config_files, parser.get()).items():
+            params.setdefault(name.replace(_ID_SEP, "."), _param_value(value))
+    return params
 
-    raw = ConfigParser.load_config_files(config_files)
-    raw.update(dict(resolved or {}))
-    return flatten_config(raw)
+
+_NORMS = (
+    ((nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d), "instance"),
+    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm), "batch"),
+    ((nn.GroupNorm,), "group"),
+    ((nn.LayerNorm,), "layer"),
+)
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    return network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
+
+
+def _block_name(block: nn.Module) -> str:
+    if isinstance(block, SpectralResidualBlock):
+        return f"srb_{block.transform_name}"
+    return "nonlocal" if isinstance(block, NonLocalBlock) else "double_attention"
+
+
+def describe_network(network: nn.Module) -> dict[str, Any]:
+    """
+    What was built, read from the network itself (so nested overrides such as ``--network_def#srb_after '[]'``
+    or ``--network_def#unet_args ...`` show): its class, the blocks it holds (``srb_count``, their
+    ``srb_positions`` and ``block`` names, ``"none"`` without blocks) and the ``norm`` of its own layers
+    (``instance``, ``batch``, ``group``, ``layer`` or ``none``; the blocks' inner norms do not count).
+
+    Args:
+        network: the network, also inside ``DistributedDataParallel``.
+    """
+    network = _unwrap(network)
+    blocks: dict[str, nn.Module] = {}  # position -> block
+    block_names: list[str] = []  # the blocks' module names: their inner layers are not the network's
+
+    def inside_block(name: str) -> bool:
+        return any(not b or name == b or name.startswith(f"{b}.") for b in block_names)
+
+    for name, module in network.named_modules():
+        if inside_block(name):
+            continue
+        if isinstance(module, InsertedBlock):
+            blocks[f"{module.position}_{module.point or name}"] = module.block
+            block_names.append(f"{name}.block" if name else "block")
+        elif isinstance(module, (SpectralResidualBlock, NonLocalBlock, DoubleAttentionBlock)):
+            blocks[name.rsplit(".", 1)[-1].removeprefix("srb_") or "network"] = module
+            block_names.append(name)
+    norm = "none"
+    for name, module in network.named_modules():
+        found = [label for types, label in _NORMS if isinstance(module, types)]
+        if found and not inside_block(name):
+            norm = found[0]
+            break
+    names = sorted({_block_name(b) for b in blocks.values()})
+    return {
+        "network": type(network).__name__,
+        "srb_count": len(blocks),
+        "srb_positions": list(blocks),
+        "block": ",".join(names) or "none",
+        "norm": norm,
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _git_commit() -> str | None:
+    """The commit of the source checkout this package runs from, or ``None`` (an installed wheel, no git)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        answer = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if answer.returncode != 0:
+        return None
+    return answer.stdout.strip() or None
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _pip_requirements() -> list[str]:
+    """What the logged model needs, pinned to this environment (given, so MLflow does not probe for it)."""
+    # local version labels (+cpu, +cu121) are not on PyPI
+    return [f"{name}=={importlib.metadata.version(name).split('+')[0]}" for name in ("torch", "monai", "monai_srb")]
 
 
 class SRBMLFlowHandler(MLFlowHandler):
     """
-    :class:`monai.handlers.MLFlowHandler` that also marks the run ``FAILED`` (and still uploads the
-    artifacts written so far) when the engine raises, then re-raises, so a crashed training is not left
-    ``RUNNING`` in the MLflow UI. Without ``tracking_uri`` it uses :func:`default_tracking_uri` of
-    ``output_dir``; an ``http(s)://`` URI is checked at construction (:func:`check_tracking_server`).
+    :class:`monai.handlers.MLFlowHandler` for the bundles, built on its public API only:
 
-    The run id travels in the engine's state (``engine.state.mlflow_run_id``, one of its
-    ``state_dict_user_keys``), so it is saved with the trainer in every checkpoint. When a run resumes
-    from a checkpoint written by another run, the new run is tagged ``srb.resumed_from_run_id`` and the
-    old one ``srb.resumed_by_run_id``, and the old run, if still ``RUNNING`` (its process was killed), is
-    marked ``KILLED``.
+    - without ``tracking_uri`` it uses :func:`default_tracking_uri` of ``output_dir``; an ``http(s)://`` URI
+      is checked at construction (:func:`check_tracking_server`).
+    - a crash marks the run ``FAILED`` (the artifacts written so far are still uploaded) and re-raises.
+    - the run id travels in the engine's state (``engine.state.mlflow_run_id``, one of its
+      ``state_dict_user_keys``), so it is saved with the trainer in every checkpoint. When a run resumes
+      from a checkpoint written by another run, the new run is tagged ``srb.resumed_from_run_id`` and the
+      old one ``srb.resumed_by_run_id``, and the old run, if still ``RUNNING`` (its process was killed), is
+      marked ``KILLED``.
+    - the run owner (the handler given ``experiment_param``) logs the merged config that runs (the files
+      after overrides, read from the bundle's parser) as ``config/merged_config.json``, and tags the run with
+      the bundle name and version (``bundle``, ``bundle_version``), the network built (``network``,
+      ``block``, ``srb_positions``), the data set (``dataset``: the folder name of the ``dataset_dir``
+      param, or ``synthetic``) and the git commit (``mlflow.source.git.commit``) when there is one.
+    - ``network`` adds :func:`describe_network` to the params (class, block count and positions, norm: what
+      was built, whatever override built it).
+    - at :meth:`close`, with ``model_input_shape``, the network with the weights of ``model_checkpoint`` (the
+      best checkpoint) is logged by ``mlflow.pytorch.log_model`` as ``model`` with an input example and a
+      signature: ``mlflow.pytorch.load_model("runs:/<run id>/model")``; the run is tagged with the
+      checkpoint's sha256 (:data:`CHECKPOINT_SHA256_TAG`).
+    - ``scored_checkpoint`` (an evaluate run) links the run to the training run of the experiment that
+      logged that checkpoint (same sha256): the MLflow tag ``mlflow.parentRunId``, so the evaluate run shows
+      nested under it.
+    - ``artifact_folders`` are uploaded at completion (and on a crash) into named folders.
 
     Args:
         output_dir: folder of the run's outputs; holds the default SQLite store.
         tracking_uri: MLflow tracking URI (``sqlite:///...``, ``http://host:port``); ``None`` for the default.
         run_name: name of the MLflow run; ``None`` for :data:`PROCESS_RUN_NAME`.
         tracking_timeout: seconds an ``http(s)://`` tracking server has to answer before the run fails.
+        network: the network trained or evaluated: described in the params and tags, and the model logged.
+        model_input_shape: (batch, channels, *spatial) of the logged model's input example; ``None`` logs no model.
+        model_checkpoint: the best checkpoint (a state dict, or one under ``"model"``/``"network"``) loaded
+            into a copy of ``network`` before it is logged; ``None`` or a missing file logs ``network`` as it is.
+        registered_model_name: also register the logged model under this name in the Model Registry.
+        scored_checkpoint: the checkpoint an evaluate run scores; links the run to the run that logged it.
+        artifact_folders: MLflow folder -> file(s) or folder(s) to upload into it, e.g.
+            ``{"checkpoints": "runs/models/model.pt", "figures": "runs/figures"}``; missing paths are skipped.
         kwargs: the arguments of :class:`monai.handlers.MLFlowHandler`.
 
     Raises:
-        ValueError: when an ``http(s)://`` ``tracking_uri`` does not answer within ``tracking_timeout``.
+        ValueError: when an ``http(s)://`` ``tracking_uri`` does not answer within ``tracking_timeout``, or
+            ``model_input_shape`` is given without ``network``.
     """
 
     def __init__(
@@ -141,30 +373,128 @@ class SRBMLFlowHandler(MLFlowHandler):
         tracking_uri: str | None = None,
         run_name: str | None = None,
         tracking_timeout: float = 5.0,
+        network: nn.Module | None = None,
+        model_input_shape: Sequence[int] | None = None,
+        model_checkpoint: str | None = None,
+        registered_model_name: str | None = None,
+        scored_checkpoint: str | None = None,
+        artifact_folders: Mapping[str, str | Sequence[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         if tracking_uri:
             check_tracking_server(tracking_uri, tracking_timeout)
+        tracking_uri = tracking_uri or default_tracking_uri(output_dir)
+        if tracking_uri.startswith("sqlite:///"):
+            Path(tracking_uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        if model_input_shape is not None and network is None:
+            raise ValueError(f"model_input_shape {list(model_input_shape)} needs the network to log, got network=None.")
+        self.network = network
+        self.model_input_shape = None if model_input_shape is None else [int(s) for s in model_input_shape]
+        self.model_checkpoint = model_checkpoint
+        self.registered_model_name = registered_model_name
+        self.scored_checkpoint = scored_checkpoint
+        self.artifact_folders = {
+            folder: [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+            for folder, paths in (artifact_folders or {}).items()
+        }
+        params = kwargs.pop("experiment_param", None)
+        self.owns_run = params is not None or network is not None
+        self.network_description = {} if network is None else describe_network(network)
+        if self.owns_run:
+            params = {**dict(params or {}), **{k: _param_value(v) for k, v in self.network_description.items()}}
+        parser = _running_parser() if self.owns_run else None
+        self.run_config = None if parser is None else copy.deepcopy(parser.get())
         super().__init__(
-            tracking_uri=tracking_uri or default_tracking_uri(output_dir), run_name=run_name or PROCESS_RUN_NAME, **kwargs
+            tracking_uri=tracking_uri, run_name=run_name or PROCESS_RUN_NAME, experiment_param=params, **kwargs
         )
+        self.model_info: Any = None
+
+    def _get_or_create_experiment(self) -> Any:
+        experiment = self.client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment
+        uri = str(self.client.tracking_uri)
+        # artifacts beside a SQLite store, whatever the working directory (MLflow's default is ./mlruns)
+        location = None
+        if uri.startswith("sqlite:///"):
+            location = Path(uri[len("sqlite:///") :]).parent.joinpath("mlruns").as_uri()
+        try:
+            return self.client.get_experiment(
+                self.client.create_experiment(self.experiment_name, artifact_location=location)
+            )
+        except mlflow.exceptions.MlflowException:
+            experiment = self.client.get_experiment_by_name(self.experiment_name)  # another process made it first
+            if experiment is None:
+                raise
+            return experiment
 
     def start(self, engine: Engine) -> None:
         # MONAI joins the latest run that is not FINISHED: a new training would append to a FAILED run, or
         # to the RUNNING run a killed process left behind (and MLflow then refuses its changed params).
-        # Join only a RUNNING run of this process's run name: the trainer's, for the validator's handler.
+        # Join only a RUNNING run of this run name made by this process: the trainer's, for the validator's handler.
+        created = False
         if not self.cur_run:
-            self._set_experiment()
+            if self.experiment is None:
+                self.experiment = self._get_or_create_experiment()
             running = self.client.search_runs(
-                [self.experiment.experiment_id], filter_string="attributes.status = 'RUNNING'"
+                [self.experiment.experiment_id],
+                filter_string=f"attributes.status = 'RUNNING' and tags.`{_PROCESS_TAG}` = '{_PROCESS_ID}'",
             )
             running = [r for r in running if r.info.run_name == self.run_name]
             if running:
                 self.cur_run = self.client.get_run(running[0].info.run_id)
             else:
-                self.cur_run = self.client.create_run(self.experiment.experiment_id, run_name=self.run_name)
+                self.cur_run = self.client.create_run(
+                    self.experiment.experiment_id, run_name=self.run_name, tags={_PROCESS_TAG: _PROCESS_ID}
+                )
+                created = True
         super().start(engine)
         setattr(engine.state, RUN_ID_STATE_KEY, self.cur_run.info.run_id)
+        if self.owns_run and created:
+            self._log_run_identity()
+
+    def _log_run_identity(self) -> None:
+        run_id = self.cur_run.info.run_id
+        tags: dict[str, Any] = {}
+        meta = (self.run_config or {}).get(ConfigParser.meta_key) or {}
+        if meta.get("name"):
+            tags["bundle"] = meta["name"]
+        if meta.get("version"):
+            tags["bundle_version"] = meta["version"]
+        for key in ("network", "block", "srb_positions"):
+            if key in self.network_description:
+                tags[key] = self.network_description[key]
+        if "dataset_dir" in (self.experiment_param or {}):
+            folder = str(self.experiment_param["dataset_dir"])
+            tags["dataset"] = "synthetic" if folder in ("None", "") else Path(folder).name
+        if _git_commit():
+            tags["mlflow.source.git.commit"] = _git_commit()
+        if self.scored_checkpoint is not None:
+            tags.update(self._parent_run_tags(self.scored_checkpoint))
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, _param_value(value))
+        if self.run_config is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp, "merged_config.json")
+                path.write_text(json.dumps(self.run_config, indent=4, default=str))
+                self.client.log_artifact(run_id, str(path), "config")
+
+    def _parent_run_tags(self, checkpoint: str) -> dict[str, str]:
+        if not os.path.isfile(checkpoint):
+            return {}
+        sha = _sha256(checkpoint)
+        runs = self.client.search_runs(
+            [self.experiment.experiment_id],
+            filter_string=f"tags.`{CHECKPOINT_SHA256_TAG}` = '{sha}'",
+            order_by=["attributes.start_time DESC"],
+        )
+        if not runs:
+            logger.warning(
+                "no run of MLflow experiment %r logged checkpoint %s (sha256 %s): this evaluate run is not linked to "
+                "a training run.", self.experiment_name, checkpoint, sha,
+            )
+            return {_SCORED_SHA256_TAG: sha}
+        return {_SCORED_SHA256_TAG: sha, "mlflow.parentRunId": runs[0].info.run_id}
 
     def link_resumed_run(self, engine: Engine) -> None:
         """
@@ -198,12 +528,90 @@ class SRBMLFlowHandler(MLFlowHandler):
         if not engine.has_event_handler(self.link_resumed_run, Events.EPOCH_STARTED):
             engine.add_event_handler(Events.EPOCH_STARTED, self.link_resumed_run)
 
+    def complete(self) -> None:
+        """Upload ``artifacts`` (MONAI's, flat) and ``artifact_folders`` (into their named folders)."""
+        super().complete()
+        if not self.cur_run:
+            return
+        run_id = self.cur_run.info.run_id
+        for folder, paths in self.artifact_folders.items():
+            for path in map(str, paths):
+                if os.path.isdir(path):
+                    self.client.log_artifacts(run_id, path, folder)
+                elif os.path.isfile(path):
+                    self.client.log_artifact(run_id, path, folder)
+
+    def log_model(self) -> None:
+        """
+        Log the network, with the weights of ``model_checkpoint`` when that file exists, as the run's MLflow
+        model ``model`` (``mlflow.pytorch.log_model``, an all-zero input example of ``model_input_shape`` and
+        the signature it gives), registered as ``registered_model_name`` when set. Called by :meth:`close`.
+        """
+        if not self.cur_run or self.model_input_shape is None or self.network is None:
+            return
+        run_id = self.cur_run.info.run_id
+        network = copy.deepcopy(_unwrap(self.network)).cpu().eval()
+        if self.model_checkpoint and os.path.isfile(self.model_checkpoint):
+            state = torch.load(self.model_checkpoint, map_location="cpu", weights_only=True)
+            for key in ("model", "network"):
+                if isinstance(state.get(key), Mapping):
+                    state = state[key]
+                    break
+            network.load_state_dict(state)
+            self.client.set_tag(run_id, CHECKPOINT_SHA256_TAG, _sha256(self.model_checkpoint))
+        elif self.model_checkpoint:
+            logger.warning("best checkpoint %s not found: the MLflow model holds the last weights.",
+                           self.model_checkpoint)
+        example = np.zeros(self.model_input_shape, dtype=np.float32)
+        with torch.no_grad():
+            output = network(torch.from_numpy(example))
+        signature = mlflow.models.infer_signature(example, output.numpy())
+        options: dict[str, Any] = {"name": "model"}
+        accepted = inspect.signature(mlflow.pytorch.log_model).parameters
+        if "serialization_format" in accepted:
+            # MLflow 3.1x defaults to torch.export, which fixes the example's batch size: pickle the module
+            options["serialization_format"] = "pickle"
+        if "name" not in accepted:
+            options = {"artifact_path": "model"}  # MLflow 2
+        # log_model logs to the fluent API's active run of the global tracking URI: point both at this run,
+        # then restore the URI (set_tracking_uri also sets MLFLOW_TRACKING_URI, which MONAI's handlers read first).
+        previous, previous_env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.client.tracking_uri)
+        try:
+            with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+                self.model_info = mlflow.pytorch.log_model(
+                    network,
+                    input_example=example,
+                    signature=signature,
+                    registered_model_name=self.registered_model_name,
+                    pip_requirements=_pip_requirements(),
+                    **options,
+                )
+        finally:
+            mlflow.set_tracking_uri(previous_env)  # None: unset again
+            if mlflow.get_tracking_uri() != previous:
+                mlflow.set_tracking_uri(previous)
+
+    def close(self) -> None:
+        """Log the model (:meth:`log_model`), then end the run as ``FINISHED`` (MONAI's ``close``)."""
+        self.log_model()
+        super().close()
+
     def failed(self, engine: Engine, e: Exception) -> None:
+        """
+        At an exception: upload what is written so far, mark the run ``FAILED`` (no model is logged) and re-raise.
+
+        Args:
+            engine: the engine that raised.
+            e: the exception.
+        """
         try:
             if self.cur_run:
                 self.complete()
-                self.client.set_terminated(self.cur_run.info.run_id, mlflow.entities.RunStatus.to_string(mlflow.entities.RunStatus.FAILED))
+                self.client.set_terminated(
+                    self.cur_run.info.run_id, mlflow.entities.RunStatus.to_string(mlflow.entities.RunStatus.FAILED)
+                )
                 self.cur_run = None
         finally:
-            self._dispose_sqlite_store()
+            super().close()  # with no current run, MONAI's close only releases the store
         raise e

@@ -17,9 +17,7 @@ from monai_srb.handlers import (
     RUN_ID_STATE_KEY,
     OrthogonalRetractionHandler,
     SRBMLFlowHandler,
-    config_params,
     default_tracking_uri,
-    flatten_config,
 )
 
 
@@ -101,20 +99,6 @@ def test_a_killed_process_run_is_not_joined(tmp_path):
     assert len(runs) == 2 and runs[stale.info.run_id].info.status == "RUNNING"
     (new,) = [r for r in runs.values() if r.info.run_id != stale.info.run_id]
     assert new.info.status == "FINISHED" and new.info.run_name == PROCESS_RUN_NAME
-
-
-def test_flatten_config():
-    flat = flatten_config({"a": {"b": 1, "c": [1, 2]}, "h": [{"_target_": "X", "k": 2}, 3], "s": "x" * 600})
-    assert flat == {"a.b": "1", "a.c": "[1, 2]", "h.0._target_": "X", "h.0.k": "2", "h.1": "3", "s": "x" * 500}
-
-
-def test_config_params_overlays_resolved_values(tmp_path):
-    import json
-
-    cfg = tmp_path / "train.json"
-    cfg.write_text(json.dumps({"epochs": 10, "network_def": {"_target_": "SRBUNet", "features": [1, 2]}}))
-    params = config_params(str(cfg), {"epochs": 3})
-    assert params == {"epochs": "3", "network_def._target_": "SRBUNet", "network_def.features": "[1, 2]"}
 
 
 def _dead_port() -> int:
