@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from monai_srb.handlers.cam import GradCAMHandler
 from monai_srb.handlers.checkpoint_saver import SRBCheckpointSaver
+from monai_srb.handlers.final_evaluation import FinalEvaluationHandler
 from monai_srb.handlers.image_handler import ImageSavingHandler
 from monai_srb.handlers.mlflow_tracking import (
     CHECKPOINT_SHA256_TAG,
@@ -26,6 +27,7 @@ __all__ = [
     "CHECKPOINT_SHA256_TAG",
     "PROCESS_RUN_NAME",
     "RUN_ID_STATE_KEY",
+    "FinalEvaluationHandler",
     "GradCAMHandler",
     "ImageSavingHandler",
     "OrthogonalRetractionHandler",
