@@ -1,0 +1,122 @@
+"""The bundles as MLflow users run them: `--tracking mlflow`, a switch to turn tracking off, the logged model,
+clean params and tags, named artifact folders, and evaluate runs nested under the training run they score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import mlflow
+import pytest
+import torch
+from monai.bundle import ConfigWorkflow
+
+from monai_srb.handlers import default_tracking_uri
+
+pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "srb_skin_lesion_segmentation"
+EXPERIMENT = "srb_skin_lesion_segmentation"
+# 8 synthetic images at 32 x 32: 6 for training (3 iterations an epoch), 2 for validation
+TINY: dict[str, Any] = {"image_size": 32, "synthetic_samples": 8, "batch_size": 2}
+# nested overrides the MLflow run must show: one SRB instead of four, a batch-norm U-Net
+OVERRIDES: dict[str, Any] = {"network_def#srb_positions": ["before_up1"], "norm": "batch"}
+
+
+def _run(output_dir: Path, *names: str, tracking: str | None = None, **override: Any) -> ConfigWorkflow:
+    workflow = ConfigWorkflow(
+        config_file=[str(BUNDLE / "configs" / f"{name}.json") for name in names],
+        meta_file=str(BUNDLE / "configs" / "metadata.json"),
+        logging_file=False,
+        workflow_type=None,
+        tracking=tracking,
+        bundle_root=str(BUNDLE),
+        output_dir=str(output_dir),
+        **{**TINY, **override},
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Train 2 epochs and evaluate, both through MONAI's `--tracking mlflow` route."""
+    out = tmp_path_factory.mktemp("skin_mlflow")
+    torch.set_num_threads(1)
+    _run(out, "train", tracking="mlflow", epochs=2, **OVERRIDES)
+    _run(out, "train", "evaluate", tracking="mlflow", **OVERRIDES)
+    client = mlflow.MlflowClient(default_tracking_uri(str(out)))
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    found = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    (train,) = [r for r in found if r.info.run_name != "evaluate"]
+    (evaluate,) = [r for r in found if r.info.run_name == "evaluate"]
+    experiments = client.search_experiments()
+    return SimpleNamespace(out=out, client=client, train=train, evaluate=evaluate, experiments=experiments)
+
+
+def _steps(client: mlflow.MlflowClient, run_id: str, key: str) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_monai_tracking_route_logs_nothing_twice(runs):
+    # MONAI's MLFlowHandler would log to its own "monai_experiment" or, here, beside the bundle's handler
+    assert [e.name for e in runs.experiments if e.name != "Default"] == [EXPERIMENT]
+    train_id = runs.train.info.run_id
+    assert _steps(runs.client, train_id, "train_loss") == [1, 2, 3, 4, 5, 6]
+    assert _steps(runs.client, train_id, "val_mean_iou") == [1, 2]
+    assert "Loss" not in runs.train.data.metrics
+    assert _steps(runs.client, runs.evaluate.info.run_id, "val_mean_iou") == [1]
+
+
+def test_params_are_tracked_values_overrides_and_the_network_built(runs):
+    params = runs.train.data.params
+    assert params["epochs"] == "2" and params["image_size"] == "32"
+    assert params["tracking_uri"] == default_tracking_uri(str(runs.out))
+    assert params["network_def.srb_positions"] == "['before_up1']"  # a nested command-line override
+    assert (params["network"], params["srb_count"], params["srb_positions"]) == ("SRBUNet", "1", "['before_up1']")
+    assert (params["block"], params["norm"]) == ("srb_fft", "batch")
+    assert not [k for k in params if k.startswith(("train.", "validate.", "loss.", "optimizer."))]
+    assert len(params) < 50
+
+
+def test_tags_and_artifact_folders(runs):
+    meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
+    tags = runs.train.data.tags
+    assert (tags["bundle"], tags["bundle_version"]) == (meta["name"], meta["version"])
+    assert (tags["block"], tags["srb_positions"], tags["dataset"]) == ("srb_fft", "['before_up1']", "synthetic")
+    run_id = runs.train.info.run_id
+    assert {"checkpoints", "config", "figures"} <= {a.path for a in runs.client.list_artifacts(run_id)}
+    assert [a.path for a in runs.client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/model.pt"]
+    merged = runs.client.download_artifacts(run_id, "config/merged_config.json", str(runs.out / "downloaded"))
+    merged = json.loads(Path(merged).read_text())
+    assert merged["epochs"] == 2 and merged["network_def"]["srb_positions"] == ["before_up1"]
+
+
+def test_best_checkpoint_is_the_logged_mlflow_model(runs):
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(default_tracking_uri(str(runs.out)))
+    try:
+        model = mlflow.pytorch.load_model(f"runs:/{runs.train.info.run_id}/model").eval()
+    finally:
+        mlflow.set_tracking_uri(previous)
+    best = torch.load(runs.out / "models" / "model.pt", weights_only=True)
+    assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
+
+
+def test_evaluate_run_is_nested_under_the_training_run(runs):
+    assert runs.evaluate.data.tags["mlflow.parentRunId"] == runs.train.info.run_id
+    assert runs.evaluate.info.status == "FINISHED"
+    assert {"val_mean_iou", "val_dice"} <= set(runs.evaluate.data.metrics)
+    assert runs.evaluate.data.params["num_scored"] == "8"
+    assert "eval" in {a.path for a in runs.client.list_artifacts(runs.evaluate.info.run_id)}
+
+
+@pytest.mark.parametrize("off", ["null", None])
+def test_tracking_uri_null_turns_tracking_off(tmp_path, off):
+    _run(tmp_path, "train", epochs=1, tracking_uri=off)
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
