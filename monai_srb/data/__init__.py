@@ -19,6 +19,8 @@ from monai_srb.data.decathlon import (
 )
 from monai_srb.data.skin_lesion import (
     DEFAULT_MASK_PATTERN,
+    dataset_image_channels,
+    folder_image_channels,
     image_channels,
     load_head_circumferences,
     load_skin_lesion_data,
@@ -40,6 +42,8 @@ __all__ += [
 __all__ += ["decathlon_class_names", "load_decathlon_data", "load_nifti_images", "make_synthetic_decathlon"]
 __all__ += [
     "DEFAULT_MASK_PATTERN",
+    "dataset_image_channels",
+    "folder_image_channels",
     "image_channels",
     "load_head_circumferences",
     "load_skin_lesion_data",

@@ -20,6 +20,8 @@ from PIL import Image
 __all__ = [
     "DEFAULT_MASK_PATTERN",
     "IMAGE_SUFFIXES",
+    "dataset_image_channels",
+    "folder_image_channels",
     "image_channels",
     "load_head_circumferences",
     "load_skin_lesion_data",
@@ -101,8 +103,31 @@ def _ph2_pairs(root: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+def _pairs(dataset_dir: str | os.PathLike, layout: str, mask_pattern: str) -> list[tuple[Path, Path]]:
+    """The (image, mask) paths of a data set folder, listed but not opened; checks as :func:`load_skin_lesion_data`."""
+    if layout not in ("auto", "folder", "isic", "ph2"):
+        raise ValueError(f"layout must be 'auto', 'folder', 'isic' or 'ph2', got {layout!r}.")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(mask_pattern) if name is not None}
+    except ValueError:  # an unmatched brace
+        fields = set()
+    if fields != {"id"}:
+        raise ValueError(
+            f"mask_pattern must hold the field {{id}} and no other, e.g. '{{id}}_mask.png', got {mask_pattern!r}."
+        )
+    root = Path(dataset_dir).resolve()
+    if not root.is_dir():
+        raise ValueError(f"dataset_dir {root} is not a folder.")
+    if layout == "auto":
+        layout = "folder" if (root / "images").is_dir() else "ph2"
+    return _ph2_pairs(root) if layout == "ph2" else _folder_pairs(root, mask_pattern)
+
+
 def load_skin_lesion_data(
-    dataset_dir: str | os.PathLike, layout: str = "auto", mask_pattern: str = DEFAULT_MASK_PATTERN
+    dataset_dir: str | os.PathLike,
+    layout: str = "auto",
+    mask_pattern: str = DEFAULT_MASK_PATTERN,
+    in_channels: int | None = None,
 ) -> list[dict[str, str]]:
     """
     List the image / mask pairs of a 2D segmentation data set and check every pair, so that bad data
@@ -119,12 +144,14 @@ def load_skin_lesion_data(
 
     Checks: the folder exists and holds at least one image; ``mask_pattern`` matches at least one mask;
     every image has its mask; image and mask decode completely (a truncated file fails) and have the same
-    width and height.
+    width and height; every image has the channel count of :func:`image_channels` (``in_channels``, or the
+    first image's).
 
     Args:
         dataset_dir: the data set folder.
         layout: ``"auto"``, ``"folder"``, ``"isic"`` or ``"ph2"``.
         mask_pattern: the mask file name of image ``<id>.<suffix>``, a format string with the field ``{id}``.
+        in_channels: the channel count every image must be read with, 1 or 3; ``None``: the first image's.
 
     Returns:
         ``[{"image": path, "label": path}, ...]`` with absolute paths, sorted by image name.
@@ -133,23 +160,41 @@ def load_skin_lesion_data(
         ValueError: naming the folder, file or pattern at fault for each failed check, an unknown ``layout``
             or a ``mask_pattern`` without ``{id}``.
     """
-    if layout not in ("auto", "folder", "isic", "ph2"):
-        raise ValueError(f"layout must be 'auto', 'folder', 'isic' or 'ph2', got {layout!r}.")
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(mask_pattern) if name is not None}
-    except ValueError:  # an unmatched brace
-        fields = set()
-    if fields != {"id"}:
-        raise ValueError(
-            f"mask_pattern must hold the field {{id}} and no other, e.g. '{{id}}_mask.png', got {mask_pattern!r}."
-        )
-    root = Path(dataset_dir).resolve()
-    if not root.is_dir():
-        raise ValueError(f"dataset_dir {root} is not a folder.")
-    if layout == "auto":
-        layout = "folder" if (root / "images").is_dir() else "ph2"
-    pairs = _ph2_pairs(root) if layout == "ph2" else _folder_pairs(root, mask_pattern)
-    return [_checked_pair(image, mask) for image, mask in pairs]
+    datalist = [_checked_pair(image, mask) for image, mask in _pairs(dataset_dir, layout, mask_pattern)]
+    image_channels(datalist, in_channels)
+    return datalist
+
+
+def dataset_image_channels(
+    dataset_dir: str | os.PathLike | None,
+    in_channels: int | None = None,
+    layout: str = "auto",
+    mask_pattern: str = DEFAULT_MASK_PATTERN,
+) -> int:
+    """
+    The channel count a network for a data set takes, without reading the data set: ``in_channels`` when
+    given, 3 for the synthetic set (``dataset_dir`` ``None``: :func:`make_synthetic_skin_lesions` writes RGB),
+    else that of the first image listed. Building a bundle's ``network_def`` thus opens one file at most;
+    :func:`load_skin_lesion_data` checks that every image agrees when the data list is built.
+
+    Args:
+        dataset_dir: the data set folder, or ``None`` for the synthetic set.
+        in_channels: 1 (grayscale), 3 (RGB) or ``None`` (from the data).
+        layout: as :func:`load_skin_lesion_data`.
+        mask_pattern: as :func:`load_skin_lesion_data`.
+
+    Raises:
+        ValueError: for an ``in_channels`` other than ``None``, 1 or 3, or as :func:`load_skin_lesion_data`
+            when the folder lists no image.
+    """
+    if in_channels not in (None, 1, 3):
+        raise ValueError(f"in_channels must be null (from the data), 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
+    if in_channels is not None:
+        return int(in_channels)
+    if dataset_dir is None:
+        return 3
+    first_image = _pairs(dataset_dir, layout, mask_pattern)[0][0]
+    return image_channels([{"image": str(first_image)}])
 
 
 def image_channels(datalist: Sequence[Mapping[str, str]], in_channels: int | None = None) -> int:
@@ -241,29 +286,61 @@ def load_head_circumferences(
     return reference
 
 
-def load_skin_lesion_images(folder: str | os.PathLike) -> list[dict[str, str]]:
-    """
-    List and check the images (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``) directly inside ``folder``, for
-    inference on unlabelled images.
-
-    Args:
-        folder: the image folder.
-
-    Returns:
-        ``[{"image": path}, ...]`` with absolute paths, sorted by name.
-
-    Raises:
-        ValueError: when ``folder`` is not a folder, holds no image, or an image does not decode.
-    """
+def _folder_images(folder: str | os.PathLike) -> list[Path]:
     root = Path(folder).resolve()
     if not root.is_dir():
         raise ValueError(f"image folder {root} is not a folder.")
     images = _images_in(root)
     if not images:
         raise ValueError(f"image folder {root} holds no {'/'.join(IMAGE_SUFFIXES)} images.")
+    return images
+
+
+def load_skin_lesion_images(folder: str | os.PathLike, in_channels: int | None = None) -> list[dict[str, str]]:
+    """
+    List and check the images (``.jpg``, ``.jpeg``, ``.png``, ``.bmp``) directly inside ``folder``, for
+    inference on unlabelled images.
+
+    Args:
+        folder: the image folder.
+        in_channels: the channel count every image must be read with, 1 or 3; ``None``: the first image's.
+
+    Returns:
+        ``[{"image": path}, ...]`` with absolute paths, sorted by name.
+
+    Raises:
+        ValueError: when ``folder`` is not a folder, holds no image, an image does not decode, or an image's
+            channel count differs (see :func:`image_channels`).
+    """
+    images = _folder_images(folder)
     for image in images:
         _image_size(image, "image")
-    return [{"image": str(image)} for image in images]
+    datalist = [{"image": str(image)} for image in images]
+    image_channels(datalist, in_channels)
+    return datalist
+
+
+def folder_image_channels(folder: str | os.PathLike | None, in_channels: int | None = None) -> int:
+    """
+    The channel count a network for the images of ``folder`` takes, reading the first image only:
+    ``in_channels`` when given, 3 for ``None`` (the synthetic set, RGB). :func:`load_skin_lesion_images`
+    checks that every image agrees.
+
+    Args:
+        folder: an image folder, or ``None`` for the synthetic set.
+        in_channels: 1 (grayscale), 3 (RGB) or ``None`` (from the first image).
+
+    Raises:
+        ValueError: for an ``in_channels`` other than ``None``, 1 or 3, or as :func:`load_skin_lesion_images`
+            when ``folder`` is not a folder or holds no image.
+    """
+    if in_channels not in (None, 1, 3):
+        raise ValueError(f"in_channels must be null (from the data), 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
+    if in_channels is not None:
+        return int(in_channels)
+    if folder is None:
+        return 3
+    return image_channels([{"image": str(_folder_images(folder)[0])}])
 
 
 def _border_distance(

@@ -8,6 +8,8 @@ from PIL import Image
 
 from monai_srb.data import (
     DEFAULT_MASK_PATTERN,
+    dataset_image_channels,
+    folder_image_channels,
     image_channels,
     kfold_split,
     load_head_circumferences,
@@ -247,6 +249,49 @@ def test_mixed_channels_name_the_odd_image(tmp_path):
         image_channels(load_skin_lesion_data(root, mask_pattern="{id}_mask.png"))
     with pytest.raises(ValueError, match="in_channels must be null"):
         image_channels([{"image": str(root / "images" / "000_HC.png")}], 2)
+
+
+# (folder mode or None for the synthetic set, in_channels, expected): one image read at most, never the data list
+DATASET_CHANNELS = [(None, None, 3), (None, 1, 1), ("L", None, 1), ("RGB", None, 3), ("L", 3, 3)]
+
+
+@pytest.mark.parametrize("mode,in_channels,expected", DATASET_CHANNELS)
+def test_dataset_image_channels_reads_the_first_image_only(tmp_path, mode, in_channels, expected):
+    root = None if mode is None else _folder(tmp_path, mode)
+    if root is not None:
+        (root / "images" / "002_HC.png").write_bytes(b"not an image")  # the second image: never opened
+    assert dataset_image_channels(root, in_channels, mask_pattern="{id}_mask.png") == expected
+
+
+@pytest.mark.parametrize("mode,in_channels,expected", DATASET_CHANNELS)
+def test_folder_image_channels_reads_the_first_image_only(tmp_path, mode, in_channels, expected):
+    root = None if mode is None else _folder(tmp_path, mode)
+    if root is not None:
+        (root / "images" / "002_HC.png").write_bytes(b"not an image")
+    assert folder_image_channels(None if root is None else root / "images", in_channels) == expected
+
+
+def test_inference_images_must_agree_on_their_channels(tmp_path):
+    root = _folder(tmp_path, "L")
+    Image.new("RGB", (40, 30)).save(root / "images" / "002_HC.png")
+    with pytest.raises(ValueError, match=r"002_HC\.png has 3 channel\(s\).*expected 1 as the first image"):
+        load_skin_lesion_images(root / "images")
+    with pytest.raises(ValueError, match=r"002_HC\.png has 3 channel\(s\).*expected 1 as in_channels"):
+        load_skin_lesion_images(root / "images", in_channels=1)
+
+
+def test_dataset_image_channels_rejects_a_bad_in_channels(tmp_path):
+    with pytest.raises(ValueError, match="in_channels must be null .*, got 2"):
+        dataset_image_channels(None, 2)
+
+
+def test_data_list_checks_every_images_channels(tmp_path):
+    root = _folder(tmp_path, "L")
+    with pytest.raises(ValueError, match=r"000_HC\.png has 1 channel\(s\).*expected 3 as in_channels"):
+        load_skin_lesion_data(root, mask_pattern="{id}_mask.png", in_channels=3)
+    Image.new("RGB", (40, 30)).save(root / "images" / "002_HC.png")
+    with pytest.raises(ValueError, match=r"002_HC\.png has 3 channel\(s\).*expected 1 as the first image"):
+        load_skin_lesion_data(root, mask_pattern="{id}_mask.png")
 
 
 GENERIC_BAD_DATA = [
