@@ -14,6 +14,7 @@ FILES = [
     "configs/evaluate.json",
     "configs/inference.json",
     "configs/multi_gpu_train.json",
+    "configs/multi_gpu_evaluate.json",
     "configs/logging.conf",
     "docs/README.md",
     "LICENSE",
