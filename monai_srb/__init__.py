@@ -7,7 +7,7 @@ monai_srb: Spectral Residual Blocks (Li et al., ICME 2020) for MONAI.
 - :mod:`monai_srb.nets`: the paper's networks (SRBUNet, SRBSPMNet, SRBResNet50, SRBDenseNet121) and
   ``insert_blocks`` for any MONAI network.
 - :mod:`monai_srb.handlers`: Ignite/MLflow training glue.
-- :mod:`monai_srb.complexity`: parameters and FLOPs including FFTs (``python -m monai_srb.complexity``).
+- :mod:`monai_srb.complexity`: parameters and FLOPs including FFTs (``monai-srb complexity``).
 
 Importing the package makes every public class and function resolvable by short name in a MONAI bundle
 config (``"imports": ["$import monai_srb"]``, ``"_target_": "SpectralResidualBlock"``): MONAI's

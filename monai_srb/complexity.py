@@ -1,7 +1,7 @@
 """
 Inference FLOPs and parameter counts of the blocks, and the paper's Table 3 (the cost one block adds to U-Net*).
 
-Run ``python -m monai_srb.complexity`` for Table 3 (``--help`` for the options).
+Run ``monai-srb complexity`` for Table 3 (``--help`` for the options).
 
 What is counted
 ---------------
@@ -438,7 +438,7 @@ def _notes(rows: Sequence[Table3Row], fits: Sequence[GroupsFit]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Print the paper's Table 3 for our blocks, the SRB ``groups`` sweep and notes on what is counted."""
-    parser = argparse.ArgumentParser(prog="python -m monai_srb.complexity", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="monai-srb complexity", description=main.__doc__)
     parser.add_argument("--channels", type=int, default=256, help="channels the block sees (paper: 256)")
     parser.add_argument("--size", type=int, default=64, help="spatial size per axis (paper: 64)")
     parser.add_argument("--groups", type=int, default=None, help="groups of the SRBs' 1x1 convs (default: K)")

@@ -8,7 +8,7 @@ cosine/sine matrix products built for the exported size) for the export and back
 SRB_DCT are matmuls already. The exported graph has a dynamic batch dimension and a fixed spatial size,
 which :class:`OnnxPredictor` checks before running it.
 
-    python -m monai_srb.export --bundle_root bundles/srb_skin_lesion_segmentation --out_dir exported
+    monai-srb export --bundle_root bundles/srb_skin_lesion_segmentation --out_dir exported
 
 The network is rebuilt from the bundle's ``network_def`` with the overrides its training run stored beside
 the checkpoint (``<ckpt_dir>/network_config.json``: ``image_size``, ``block``, ...); any ``--<id> <value>``
@@ -280,7 +280,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from monai.bundle import ConfigParser
 
-    ap = argparse.ArgumentParser(description="Export a monai_srb bundle's network to TorchScript and ONNX.")
+    ap = argparse.ArgumentParser(
+        prog="monai-srb export", description="Export a monai_srb bundle's network to TorchScript and ONNX."
+    )
     ap.add_argument("--bundle_root", required=True, help="the bundle folder, e.g. bundles/srb_skin_lesion_segmentation")
     ap.add_argument("--config_file", default=None, help="default: <bundle_root>/configs/train.json")
     ap.add_argument("--ckpt_file", default=None, help="default: the config's output_dir/models/model.pt")

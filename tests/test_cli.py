@@ -1,0 +1,83 @@
+"""The ``monai-srb`` console command: export, complexity and the bundle-path lookup."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import monai_srb.cli as cli
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+REPO = Path(__file__).resolve().parents[1]
+NAMES = ["srb_3d_segmentation", "srb_chest_xray_classification", "srb_skin_lesion_segmentation"]
+
+
+def test_the_entry_point_is_declared():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["scripts"] == {"monai-srb": "monai_srb.cli:main"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bundle_path_finds_each_bundle_of_the_checkout(name, capsys):
+    assert cli.bundle_path(name) == REPO / "bundles" / name
+    cli.main(["bundle-path", name])
+    assert capsys.readouterr().out == f"{REPO / 'bundles' / name}\n"
+
+
+def test_bundle_path_without_a_name_lists_every_bundle(capsys):
+    cli.main(["bundle-path"])
+    assert capsys.readouterr().out.splitlines() == [f"{n}\t{REPO / 'bundles' / n}" for n in NAMES]
+
+
+def test_an_installed_wheels_bundles_come_first(tmp_path, monkeypatch):
+    # a wheel's layout: <site-packages>/monai_srb/bundles/<name>/configs/metadata.json
+    installed = tmp_path / "monai_srb" / "bundles" / "srb_skin_lesion_segmentation"
+    (installed / "configs").mkdir(parents=True)
+    (installed / "configs" / "metadata.json").write_text("{}")
+    monkeypatch.setattr(cli, "_PACKAGE_DIR", tmp_path / "monai_srb")
+    assert cli.bundle_roots() == [tmp_path / "monai_srb" / "bundles"]
+    assert cli.bundle_path("srb_skin_lesion_segmentation") == installed
+    assert cli.bundle_names() == ["srb_skin_lesion_segmentation"]
+
+
+@pytest.mark.parametrize("name", ["srb_unknown", "configs", "../bundles/srb_3d_segmentation"])
+def test_an_unknown_bundle_is_named_with_the_ones_there_are(name, capsys):
+    with pytest.raises(ValueError, match=rf"unknown bundle {re.escape(repr(name))}: the bundles are \[.*'srb_3d_segmentation'"):
+        cli.bundle_path(name)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bundle-path", name])
+    assert exit_.value.code == 2 and f"unknown bundle {name!r}" in capsys.readouterr().err
+
+
+def test_complexity_command_prints_the_table(capsys):
+    cli.main(["complexity", "--channels", "16", "--size", "8", "--format", "csv"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("Block,ΔGFLOPs (ours),") and any("SRB_F" in line for line in lines[1:])
+
+
+@pytest.mark.parametrize("command", ["export", "complexity"])
+def test_each_command_takes_its_own_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"usage: monai-srb {command}")
+
+
+def test_no_command_is_an_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([])
+    assert exit_.value.code == 2 and "export,complexity,bundle-path" in capsys.readouterr().err
+
+
+DOCS = [REPO / "README.md", REPO / "docs" / "results.md", *sorted((REPO / "bundles").glob("srb_*/docs/README.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[str(d.relative_to(REPO)) for d in DOCS])
+def test_docs_spell_the_console_command(doc):
+    assert re.findall(r"python -m monai_srb\.\w+", doc.read_text()) == []
