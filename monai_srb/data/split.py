@@ -98,5 +98,9 @@ def kfold_split(
         raise ValueError(
             f"need at least num_folds={num_folds} items for a {num_folds}-fold split, got {len(datalist)}."
         )
+    # Not monai.data.partition_dataset (nor monai.apps.CrossValidation, built on it): it shuffles with the legacy
+    # np.random.RandomState and deals the shuffled items out round-robin, so its folds hold other items than these
+    # contiguous parts of a default_rng permutation. Switching would change every published fold result (the ISIC
+    # and HC18 tables in docs/results.md); tests/data/test_split.py pins the assignment and shows the difference.
     parts = np.array_split(np.random.default_rng(seed).permutation(len(datalist)), num_folds)
     return _split(datalist, parts[fold])
