@@ -97,12 +97,9 @@ def test_tags_and_artifact_folders(runs):
 
 
 def test_best_checkpoint_is_the_logged_mlflow_model(runs):
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(default_tracking_uri(str(runs.out)))
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", runs.client.tracking_uri)  # runs:/ URIs resolve through it
         model = mlflow.pytorch.load_model(f"runs:/{runs.train.info.run_id}/model").eval()
-    finally:
-        mlflow.set_tracking_uri(previous)
     best = torch.load(runs.out / "models" / "model.pt", weights_only=True)
     assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
 

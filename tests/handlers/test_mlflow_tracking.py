@@ -49,7 +49,9 @@ def _inserted():
 def _data(n: int = 2) -> list[dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
     shape = (1, 1, SIZE, SIZE)
-    return [{"image": torch.rand(shape, generator=g), "label": torch.randint(0, 2, shape, generator=g)} for _ in range(n)]
+    return [
+        {"image": torch.rand(shape, generator=g), "label": torch.randint(0, 2, shape, generator=g)} for _ in range(n)
+    ]
 
 
 def _trainer(net: torch.nn.Module, fail_at: int | None = None) -> SupervisedTrainer:
@@ -211,7 +213,7 @@ def _train_and_log_model(tmp_path: Path, net: torch.nn.Module, experiment: str, 
     return run, reference.eval(), ckpt
 
 
-def test_best_checkpoint_is_an_mlflow_model_another_process_loads(tmp_path):
+def test_best_checkpoint_is_an_mlflow_model_another_process_loads(tmp_path, monkeypatch):
     torch.manual_seed(1)
     x = torch.rand(2, 1, SIZE, SIZE)
     torch.save(x, tmp_path / "x.pt")
@@ -237,12 +239,9 @@ def test_best_checkpoint_is_an_mlflow_model_another_process_loads(tmp_path):
                    check=True, env=env, timeout=300)
     for run_id, expected in cases.items():
         assert torch.allclose(torch.load(tmp_path / f"x.pt.{run_id}"), expected, atol=1e-6)
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(default_tracking_uri(str(tmp_path)))
-    try:
-        info = mlflow.models.get_model_info(f"runs:/{next(iter(cases))}/model")
-    finally:
-        mlflow.set_tracking_uri(previous)
+    assert not os.environ.get("MLFLOW_TRACKING_URI")  # logging the model left the global tracking URI as it was
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", default_tracking_uri(str(tmp_path)))  # runs:/ URIs resolve through it
+    info = mlflow.models.get_model_info(f"runs:/{next(iter(cases))}/model")
     assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, SIZE, SIZE]  # any batch
     assert info.saved_input_example_info is not None
 
