@@ -11,7 +11,9 @@ from typing import Any
 import mlflow
 import pytest
 import torch
+from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
+from monai.handlers import MLFlowHandler
 
 from monai_srb.handlers import default_tracking_uri
 
@@ -117,3 +119,23 @@ def test_tracking_uri_null_turns_tracking_off(tmp_path, off):
     _run(tmp_path, "train", epochs=1, tracking_uri=off)
     assert (tmp_path / "models" / "model.pt").is_file()
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+@pytest.mark.parametrize(
+    "bundle,tiny",
+    [
+        ("srb_skin_lesion_segmentation", TINY),
+        ("srb_3d_segmentation", {"synthetic_samples": 4, "synthetic_size": 32}),
+        ("srb_chest_xray_classification", {"image_size": 32, "synthetic_samples": 16}),
+    ],
+)
+def test_each_bundle_keeps_one_mlflow_handler_per_engine_under_tracking_mlflow(tmp_path, bundle, tiny):
+    root = BUNDLE.parent / bundle
+    workflow = ConfigWorkflow(
+        config_file=str(root / "configs" / "train.json"), logging_file=False, workflow_type=None, tracking="mlflow",
+        bundle_root=str(root), output_dir=str(tmp_path), **tiny,
+    )
+    for engine in ("train#trainer", "validate#evaluator"):
+        handlers = workflow.parser.get_parsed_content(engine)._event_handlers[Events.STARTED]
+        owners = [getattr(h, "__self__", None) for h, *_ in handlers]
+        assert [type(o).__name__ for o in owners if isinstance(o, MLFlowHandler)] == ["SRBMLFlowHandler"], engine
