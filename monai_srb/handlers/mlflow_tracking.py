@@ -331,7 +331,9 @@ class SRBMLFlowHandler(MLFlowHandler):
       from a checkpoint written by another run, the new run is tagged ``srb.resumed_from_run_id`` and the
       old one ``srb.resumed_by_run_id``, and the old run, if still ``RUNNING`` (its process was killed), is
       marked ``KILLED``.
-    - the run owner (the handler given ``experiment_param``) logs the merged config that runs (the files
+    - handlers of one process with one ``run_name`` (the trainer's and the validator's) share a run; a
+      ``RUNNING`` run left by another (killed) process is never joined.
+    - the run owner (the handler given ``experiment_param`` or ``network``) logs the merged config that runs (the files
       after overrides, read from the bundle's parser) as ``config/merged_config.json``, and tags the run with
       the bundle name and version (``bundle``, ``bundle_version``), the network built (``network``,
       ``block``, ``srb_positions``), the data set (``dataset``: the folder name of the ``dataset_dir``
