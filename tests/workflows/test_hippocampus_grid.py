@@ -49,6 +49,8 @@ def test_grid_overrides_address_the_bundles_handlers():
     targets = {key: parser[key.rsplit("#", 1)[0]]["_target_"] for key in grid["overrides"] if key.startswith("train#")}
     assert targets == {
         "train#handlers#0#artifacts": "monai_srb.handlers.SRBMLFlowHandler",
+        "train#handlers#0#artifact_folders": "monai_srb.handlers.SRBMLFlowHandler",
+        "train#handlers#0#model_input_shape": "monai_srb.handlers.SRBMLFlowHandler",
         "train#handlers#2#iteration_log": "StatsHandler",
         "train#handlers#4#_disabled_": "ignite.handlers.tqdm_logger.ProgressBar",
     }
