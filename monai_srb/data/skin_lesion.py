@@ -258,7 +258,7 @@ def load_head_circumferences(
     if not path.is_file():
         return {}
     columns = ("image_id", "pixel_size_mm", "head_circumference_mm")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) would rename image_id
         reader = csv.DictReader(f)
         present = reader.fieldnames or []
         if not any(c in present for c in columns[1:]):

@@ -333,10 +333,10 @@ def test_head_circumferences_from_labels_csv(tmp_path):
     csv_file.write_text("image_id,melanoma\n000_HC,1\n")
     assert load_head_circumferences(root, datalist) == {}  # another data set's labels (ISIC's diagnoses)
     csv_file.write_text("image_id,pixel_size_mm,head_circumference_mm\n000_HC,0.1,44.3\n002_HC,0.2,56.8\n009_HC,1,1\n")
-    assert load_head_circumferences(root, datalist) == {
-        datalist[0]["label"]: (0.1, 44.3),
-        datalist[1]["label"]: (0.2, 56.8),
-    }
+    expected = {datalist[0]["label"]: (0.1, 44.3), datalist[1]["label"]: (0.2, 56.8)}
+    assert load_head_circumferences(root, datalist) == expected
+    csv_file.write_bytes(b"\xef\xbb\xbf" + csv_file.read_bytes())  # saved by Excel: a UTF-8 BOM before image_id
+    assert load_head_circumferences(root, datalist) == expected
     for text, message in [
         ("image_id,pixel_size_mm\n000_HC,0.1\n", r"lacks the column\(s\) \['head_circumference_mm'\]"),
         ("image_id,pixel_size_mm,head_circumference_mm\n000_HC,0.1,44.3\n", r"no row for image .*002_HC\.png"),
