@@ -840,8 +840,10 @@ def summarise(
 def format_table(
     rows: Sequence[Row], metrics: Sequence[str], key_metric: str, baseline: str | Mapping[str, str] | None
 ) -> str:
-    """Markdown: each metric at the last epoch (x100), the key metric at its best epoch, the paired delta."""
+    """Markdown: each metric at the last epoch (x100 but those in mm), the key metric at its best epoch, the paired delta."""
     short = {m: m.removeprefix("val_") for m in metrics}
+    # scores in [0, 1] are shown x100; a metric with a unit (``..._mm``: the HC18 head-circumference error) as it is
+    scale = {m: 1.0 if m.endswith("_mm") else 100.0 for m in metrics}
     header = ["variant", "runs (seeds x folds)"] + [short[m] for m in metrics]
     header += [f"best-epoch {short[key_metric]}"]
     if baseline:
@@ -852,7 +854,7 @@ def format_table(
     for row in rows:
         runs = f"{row.runs} ({row.seeds} x {row.folds})" + (f", {row.failed} failed" if row.failed else "")
         cells = [row.variant, runs]
-        cells += [row.last[m].fmt() if m in row.last else "—" for m in metrics]
+        cells += [row.last[m].fmt(scale[m]) if m in row.last else "—" for m in metrics]
         cells += [row.best[key_metric].fmt() if key_metric in row.best else "—"]
         if baseline:
             if row.delta is None:
@@ -947,7 +949,7 @@ def report(
         f"`{experiment_name(grid, preset)}`.\n"
         f"Bundle overrides of the preset: `{json.dumps(grid['presets'][preset].get('overrides', {}))}`"
         + (f"; from --set: {', '.join(f'`{e}`' for e in extras)}" if extras else "")
-        + ".\nScores x100: mean ± std over seeds of each seed's mean over its folds, metrics at the last epoch.\n\n"
+        + ".\nScores x100 (errors in mm as they are): mean ± std over seeds of each seed's mean over its folds, metrics at the last epoch.\n\n"
         + table
     )
     (out / "results.md").write_text(text)

@@ -100,6 +100,15 @@ def test_folds_are_averaged_within_a_seed_before_the_spread_over_seeds():
     assert "+10.0 ± 0.0 | 4/4 | no |" in lines[3]
 
 
+def test_scores_are_shown_x100_and_errors_in_mm_as_they_are():
+    rx = _load("run_experiments")
+    history = {"val_mean_iou": {1: 0.75}, "val_hc_error_mm": {1: 4.25}}
+    records = [rx.RunRecord("U-Net", s, None, "FINISHED", history, wall_s=60.0) for s in range(2)]
+    rows = rx.summarise(records, ["val_mean_iou", "val_hc_error_mm"], "val_mean_iou", None, ["U-Net"])
+    line = rx.format_table(rows, ["val_mean_iou", "val_hc_error_mm"], "val_mean_iou", None).splitlines()[2]
+    assert line.startswith("| U-Net | 2 (2 x 1) | 75.0 ± 0.0 | 4.2 ± 0.0 |"), line
+
+
 def test_a_difference_smaller_than_its_spread_is_inside_the_noise():
     rx = _load("run_experiments")
     records = [_record(rx, "U-Net", s, None, [0.6]) for s in range(3)]
