@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -187,14 +187,23 @@ def dataset_image_channels(
         ValueError: for an ``in_channels`` other than ``None``, 1 or 3, or as :func:`load_skin_lesion_data`
             when the folder lists no image.
     """
+    first_image = None if dataset_dir is None else lambda: _pairs(dataset_dir, layout, mask_pattern)[0][0]
+    return _first_image_channels(in_channels, first_image)
+
+
+def _check_in_channels(in_channels: int | None) -> None:
     if in_channels not in (None, 1, 3):
         raise ValueError(f"in_channels must be null (from the data), 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
+
+
+def _first_image_channels(in_channels: int | None, first_image: Callable[[], Path] | None) -> int:
+    """``in_channels`` when given, else 3 without a data set (the synthetic set is RGB), else the first image's."""
+    _check_in_channels(in_channels)
     if in_channels is not None:
         return int(in_channels)
-    if dataset_dir is None:
+    if first_image is None:
         return 3
-    first_image = _pairs(dataset_dir, layout, mask_pattern)[0][0]
-    return image_channels([{"image": str(first_image)}])
+    return image_channels([{"image": str(first_image())}])
 
 
 def image_channels(datalist: Sequence[Mapping[str, str]], in_channels: int | None = None) -> int:
@@ -214,8 +223,7 @@ def image_channels(datalist: Sequence[Mapping[str, str]], in_channels: int | Non
         ValueError: when ``in_channels`` is not ``None``, 1 or 3, when ``datalist`` is empty, or naming the
             first image whose channel count differs from ``in_channels`` (or from the first image's).
     """
-    if in_channels not in (None, 1, 3):
-        raise ValueError(f"in_channels must be null (from the data), 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
+    _check_in_channels(in_channels)
     if not datalist:
         raise ValueError("cannot read the channel count of an empty data list.")
     expected, source = in_channels, "in_channels"
@@ -334,13 +342,7 @@ def folder_image_channels(folder: str | os.PathLike | None, in_channels: int | N
         ValueError: for an ``in_channels`` other than ``None``, 1 or 3, or as :func:`load_skin_lesion_images`
             when ``folder`` is not a folder or holds no image.
     """
-    if in_channels not in (None, 1, 3):
-        raise ValueError(f"in_channels must be null (from the data), 1 (grayscale) or 3 (RGB), got {in_channels!r}.")
-    if in_channels is not None:
-        return int(in_channels)
-    if folder is None:
-        return 3
-    return image_channels([{"image": str(_folder_images(folder)[0])}])
+    return _first_image_channels(in_channels, None if folder is None else lambda: _folder_images(folder)[0])
 
 
 def _border_distance(
