@@ -1,21 +1,16 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+from workflow_loader import load_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("srb_benchmark", ROOT / "workflows" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_workflow("benchmark")
 
 
 def test_smoke_preset_writes_every_output(tmp_path):
@@ -49,9 +44,7 @@ def test_blocks_that_cannot_allocate_are_reported(block, positions, expected):
 
 
 def test_amp_check_runs_every_srb_under_autocast_at_odd_sizes(tmp_path):
-    spec = importlib.util.spec_from_file_location("srb_amp_check", ROOT / "workflows" / "amp_check.py")
-    amp = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(amp)
+    amp = load_workflow("amp_check")
     result = amp.main(["--device", "cpu", "--dtype", "bfloat16", "--check-size", "13", "17", "--size", "16",
                        "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
     assert set(result["agreement"]) == {"fft", "aom", "dct"}

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from workflow_loader import load_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 GRIDS = sorted((ROOT / "workflows" / "grids").glob("*.json"))
@@ -45,11 +45,7 @@ def no_leaked_processes():
 
 
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"srb_{name}", ROOT / "workflows" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_workflow(name)
 
 
 def _record(rx, variant, seed, fold, ious, status="FINISHED"):

@@ -1,23 +1,18 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
+from workflow_loader import load_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "workflows" / "grids" / "hc18.json"
 
 
 def _run_experiments():
-    spec = importlib.util.spec_from_file_location("srb_run_experiments_hc18", ROOT / "workflows" / "run_experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_workflow("run_experiments")
 
 
 def _norms(network: torch.nn.Module) -> set[str]:

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import mlflow
 import pytest
 from monai.bundle import ConfigParser, run
+from workflow_loader import load_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "workflows" / "grids" / "hippocampus.json"
@@ -15,11 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning"
 
 
 def _run_experiments():
-    spec = importlib.util.spec_from_file_location("srb_run_experiments_hc", ROOT / "workflows" / "run_experiments.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return load_workflow("run_experiments")
 
 
 def _bundle_files(grid: dict) -> list[str]:
