@@ -235,9 +235,12 @@ def mlflow_server(out: Path, timeout: float = 180.0) -> Iterator[str]:
     uri = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", tracking_uri(out), "--artifacts-destination",
            str((out / "mlartifacts").resolve()), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    # MLflow 3's server also starts a job runner and seven polling task consumers (for its GenAI jobs), which
+    # took a quarter of a core while idle and slowed 2-core grids; a grid's store needs none of them.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
     with open(out / "mlflow_server.log", "a") as log:
         # its own session: Ctrl-C in the terminal reaches this process, which then stops the server's whole group
-        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     try:
         deadline = time.time() + timeout
         while True:

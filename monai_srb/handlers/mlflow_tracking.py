@@ -32,6 +32,7 @@ from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 from monai.handlers import MLFlowHandler
+from monai.utils import flatten_dict
 from torch import nn
 
 from monai_srb.blocks import DoubleAttentionBlock, NonLocalBlock, SpectralResidualBlock
@@ -70,6 +71,10 @@ _TRACKING_OFF = ("", "null", "none", "off", "false")
 _ID_SEP = "#"
 # MLflow accepts 6000 characters per param value; long lists or expressions carry no information worth it.
 _MAX_PARAM_LEN = 500
+# MONAI sends one request per iteration (the loss, then each optimizer param): metrics are buffered and sent
+# in batches of at most MLflow's 1000 metrics, at each epoch end and at least every _FLUSH_INTERVAL_S seconds.
+_MAX_METRICS_PER_BATCH = 1000
+_FLUSH_INTERVAL_S = 10.0
 
 
 def check_tracking_server(tracking_uri: str, timeout: float = 5.0) -> None:
@@ -410,6 +415,32 @@ class SRBMLFlowHandler(MLFlowHandler):
             tracking_uri=tracking_uri, run_name=run_name or PROCESS_RUN_NAME, experiment_param=params, **kwargs
         )
         self.model_info: Any = None
+        self._pending_metrics: list[mlflow.entities.Metric] = []
+        self._last_flush = time.monotonic()
+
+    def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        """Buffer ``metrics`` for :meth:`flush_metrics` (MONAI's handler sends each call as one request)."""
+        if not self.cur_run:
+            raise ValueError("Current Run is not Active to log metrics")
+        timestamp = int(time.time() * 1000)
+        self._pending_metrics += [
+            mlflow.entities.Metric(key, value, timestamp, step or 0) for key, value in flatten_dict(metrics).items()
+        ]
+        if len(self._pending_metrics) >= _MAX_METRICS_PER_BATCH or time.monotonic() - self._last_flush > _FLUSH_INTERVAL_S:
+            self.flush_metrics()
+
+    def flush_metrics(self, engine: Engine | None = None) -> None:
+        """
+        Send the buffered metrics to the run in batches of at most 1000. Called at each epoch end, at
+        completion, on a failure and at :meth:`close`, and when the buffer is full or 10 s old.
+        """
+        if self.cur_run and self._pending_metrics:
+            run_id = self.cur_run.info.run_id
+            for i in range(0, len(self._pending_metrics), _MAX_METRICS_PER_BATCH):
+                batch = self._pending_metrics[i : i + _MAX_METRICS_PER_BATCH]
+                self.client.log_batch(run_id=run_id, metrics=batch, params=[], tags=[])
+        self._pending_metrics = []
+        self._last_flush = time.monotonic()
 
     def _get_or_create_experiment(self) -> Any:
         experiment = self.client.get_experiment_by_name(self.experiment_name)
@@ -529,9 +560,12 @@ class SRBMLFlowHandler(MLFlowHandler):
             engine.state_dict_user_keys.append(RUN_ID_STATE_KEY)
         if not engine.has_event_handler(self.link_resumed_run, Events.EPOCH_STARTED):
             engine.add_event_handler(Events.EPOCH_STARTED, self.link_resumed_run)
+        if not engine.has_event_handler(self.flush_metrics, Events.EPOCH_COMPLETED):
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.flush_metrics)  # after MONAI's epoch log
 
     def complete(self) -> None:
-        """Upload ``artifacts`` (MONAI's, flat) and ``artifact_folders`` (into their named folders)."""
+        """Send buffered metrics, upload ``artifacts`` (MONAI's, flat) and ``artifact_folders`` (into their named folders)."""
+        self.flush_metrics()
         super().complete()
         if not self.cur_run:
             return
@@ -595,7 +629,8 @@ class SRBMLFlowHandler(MLFlowHandler):
                 mlflow.set_tracking_uri(previous)
 
     def close(self) -> None:
-        """Log the model (:meth:`log_model`), then end the run as ``FINISHED`` (MONAI's ``close``)."""
+        """Send buffered metrics, log the model (:meth:`log_model`), then end the run as ``FINISHED`` (MONAI's ``close``)."""
+        self.flush_metrics()
         self.log_model()
         super().close()
 

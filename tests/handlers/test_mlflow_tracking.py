@@ -14,7 +14,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
-from monai.handlers import MLFlowHandler
+from monai.handlers import MLFlowHandler, from_engine
 from monai.networks.nets import BasicUNet
 
 import monai_srb.handlers.mlflow_tracking as tracking
@@ -54,14 +54,14 @@ def _data(n: int = 2) -> list[dict[str, torch.Tensor]]:
     ]
 
 
-def _trainer(net: torch.nn.Module, fail_at: int | None = None) -> SupervisedTrainer:
+def _trainer(net: torch.nn.Module, fail_at: int | None = None, epochs: int = 1, n: int = 2) -> SupervisedTrainer:
     def loss(pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         if fail_at is not None and trainer.state.iteration >= fail_at:
             raise RuntimeError("boom")
         return torch.nn.functional.cross_entropy(pred, label[:, 0].long())
 
     trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=1, train_data_loader=_data(), network=net,
+        device=torch.device("cpu"), max_epochs=epochs, train_data_loader=_data(n), network=net,
         optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_function=loss, amp=False,
     )
     return trainer
@@ -112,6 +112,32 @@ def test_crash_marks_the_run_failed(tmp_path, monkeypatch, monai_15):
     with pytest.raises(RuntimeError, match="boom"):
         trainer.run()
     assert [r.info.status for r in _runs(tmp_path, "crash")] == ["FAILED"]
+
+
+@pytest.mark.parametrize("epochs, iterations", [(1, 3), (3, 4)])
+def test_iteration_metrics_are_sent_once_per_epoch(tmp_path, epochs, iterations):
+    # MONAI sends two requests per iteration (loss, learning rate); over HTTP that slowed grids. Every value
+    # still arrives, in one request per epoch.
+    net = _unet()
+    trainer = _trainer(net, epochs=epochs, n=iterations)
+    handler = SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="buffered", close_on_complete=True,
+                               optimizer_param_names="lr", output_transform=from_engine(["loss"], first=True))
+    handler.attach(trainer)
+    sent = []
+    log_batch = handler.client.log_batch
+
+    def counting(run_id, metrics=(), params=(), tags=(), **kwargs):
+        if metrics:
+            sent.append(len(metrics))
+        return log_batch(run_id, metrics=metrics, params=params, tags=tags, **kwargs)
+
+    handler.client.log_batch = counting
+    trainer.run()
+    assert sent == [2 * iterations] * epochs
+    run = _runs(tmp_path, "buffered")[0]
+    client = _client(tmp_path)
+    for key in ("Loss", "lr_group_0"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == list(range(1, epochs * iterations + 1))
 
 
 # ---- tracking can be switched off ----

@@ -183,6 +183,33 @@ def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(se
     assert json.loads((out / "fig" / "erf.json").read_text())["alpha"] == result["alpha"]
 
 
+def test_the_grid_mlflow_server_runs_no_job_consumers(tmp_path):
+    # MLflow 3's server starts a job runner and seven polling huey consumers that took a quarter of a core
+    # while idle; the grid's server turns them off.
+    rx = _load("run_experiments")
+    with rx.mlflow_server(tmp_path) as uri:
+        port = uri.rsplit(":", 1)[1]
+        leader = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).count(f"--port {port}")]
+        group = {os.getpgid(int(p.name)) for p in leader}
+        members = [_cmdline(p) for p in Path("/proc").iterdir() if p.name.isdigit() and _pgid(p) in group]
+    assert any("mlflow server" in m for m in members)
+    assert not [m for m in members if "huey" in m or "_job_runner" in m]
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _pgid(proc: Path) -> int | None:
+    try:
+        return os.getpgid(int(proc.name))
+    except OSError:
+        return None
+
+
 def _runs(rx, out: Path, experiment: str = "isic_table1__smoke") -> list:
     import mlflow
 
