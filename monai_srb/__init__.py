@@ -6,21 +6,37 @@ monai_srb: Spectral Residual Blocks (Li et al., ICME 2020) for MONAI.
   blocks the paper compares it with.
 - :mod:`monai_srb.nets`: the paper's networks (SRBUNet, SRBSPMNet, SRBResNet50, SRBDenseNet121) and
   ``insert_blocks`` for any MONAI network.
+- :mod:`monai_srb.data`: checked data lists, seeded splits and synthetic data sets for the bundles.
+- :mod:`monai_srb.metrics`: the paper's scores that MONAI lacks.
 - :mod:`monai_srb.handlers`: Ignite/MLflow training glue.
-- :mod:`monai_srb.complexity`: parameters and FLOPs including FFTs (``monai-srb complexity``).
+- :mod:`monai_srb.bundle_config`: what the bundle configs call before they build anything.
+- :mod:`monai_srb.complexity`, :mod:`monai_srb.export`: tools behind ``monai-srb complexity`` / ``export``,
+  imported on use.
 
-Importing the package makes every public class and function resolvable by short name in a MONAI bundle
-config (``"imports": ["$import monai_srb"]``, ``"_target_": "SpectralResidualBlock"``): MONAI's
+The package namespace holds only what a user calls: the block, the three transforms, the four networks,
+``insert_blocks`` and ``retract_orthogonal_``; everything else is imported from its subpackage. Importing
+the package imports every subpackage, so every public class and function is resolvable by short name in a
+MONAI bundle config (``"imports": ["$import monai_srb"]``, ``"_target_": "SRBMLFlowHandler"``): MONAI's
 ``ComponentLocator`` scans the loaded modules whose names start with ``monai``.
 """
 
 from __future__ import annotations
 
-from monai_srb import blocks, handlers, nets, spectral
-from monai_srb.blocks import *  # noqa: F401,F403
-from monai_srb.handlers import *  # noqa: F401,F403
-from monai_srb.nets import *  # noqa: F401,F403
-from monai_srb.spectral import *  # noqa: F401,F403
+from monai_srb import blocks, bundle_config, data, handlers, metrics, nets, spectral
+from monai_srb.blocks import SpectralResidualBlock
+from monai_srb.nets import SRBDenseNet121, SRBResNet50, SRBSPMNet, SRBUNet, insert_blocks
+from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform, retract_orthogonal_
 
 __version__ = "0.1.0"
-__all__ = blocks.__all__ + spectral.__all__ + nets.__all__ + handlers.__all__
+__all__ = [
+    "AdaptiveOrthogonalTransform",
+    "CosineTransform",
+    "FourierTransform",
+    "SRBDenseNet121",
+    "SRBResNet50",
+    "SRBSPMNet",
+    "SRBUNet",
+    "SpectralResidualBlock",
+    "insert_blocks",
+    "retract_orthogonal_",
+]
