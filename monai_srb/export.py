@@ -3,7 +3,7 @@ Export SRB networks for deployment: TorchScript, and ONNX checked with ONNX Runt
 
 FFT layers are where deployment usually breaks: PyTorch's TorchScript-based ONNX exporter has no
 ``fft_rfftn`` (onnx/onnx#4843, #4845), and other runtimes lack ONNX's ``DFT``. :func:`export_onnx`
-therefore switches every SRB_F in the network to ``fft_impl="matmul"`` (the same orthonormal DFT as
+therefore switches every SRB_F in the network to ``impl="matmul"`` (the same orthonormal DFT as
 cosine/sine matrix products built for the exported size) for the export and back afterwards; SRB_A and
 SRB_DCT are matmuls already. The exported graph has a dynamic batch dimension and a fixed spatial size,
 which :class:`OnnxPredictor` checks before running it.
@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from monai.networks.utils import convert_to_onnx, convert_to_torchscript
+from monai.utils import look_up_option
 from torch import nn
 
 from monai_srb.bundle_config import load_network_config
@@ -46,8 +47,7 @@ INPUT_NAME, OUTPUT_NAME = "image", "pred"
 
 def set_fft_impl_(network: nn.Module, impl: str) -> int:
     """Set ``impl`` (``"fft"`` or ``"matmul"``) on every :class:`FourierTransform` in ``network``; returns how many."""
-    if impl not in FFT_IMPLS:
-        raise ValueError(f"impl must be one of {FFT_IMPLS}, got {impl!r}.")
+    impl = look_up_option(impl, FFT_IMPLS)
     touched = 0
     for m in network.modules():
         if isinstance(m, FourierTransform):

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from monai_srb.blocks.factory import BLOCK_NAMES, make_block
-from monai_srb.complexity import PAPER_TABLE3, count_complexity, main, table3
+from monai_srb.blocks.factory import block_names, make_block
+from monai_srb.complexity import build_block, count_complexity, main, render_table
 from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform
 
 
@@ -51,7 +51,7 @@ MATRIX_CASES = [
     (lambda: CosineTransform((6, 5, 4)), (1, 2, 6, 5, 4), (2 * 6 + 2 * 5 + 2 * 4) * 2 * 6 * 5 * 4),
 ]
 
-BLOCK_CASES = [(name, (2, 8, 16, 16)) for name in BLOCK_NAMES] + [("srb_fft", (1, 4, 8, 8, 8))]
+BLOCK_CASES = [(name, (2, 8, 16, 16)) for name in block_names()] + [("srb_fft", (1, 4, 8, 8, 8))]
 
 
 def flop_counter_mode_total(module: nn.Module, shape: tuple[int, ...]) -> int:
@@ -102,25 +102,47 @@ def test_params_match_the_module(name, shape):
     assert block.training
 
 
-def test_table3_rows():
-    rows = table3(channels=8, size=16, groups=2)
-    assert [r.name for r in rows] == list(PAPER_TABLE3)
-    assert all(r.block.phi.conv_reduce.groups == 2 for r in rows if r.name.startswith("srb_"))
-    assert rows[2].paper_params is None and rows[0].paper_params == 8704
+# (block, spatial_dims, channels, size, groups): the block the cost table builds for that map
+BUILD_CASES = [
+    ("srb_fft", 2, 8, 16, 2),
+    ("srb_aom", 2, 8, 12, None),
+    ("srb_dct", 3, 4, 8, 1),
+    ("nonlocal", 2, 8, 16, None),
+    ("double_attention", 3, 8, 8, None),
+]
 
 
-def test_main_prints_all_blocks(capsys):
-    main(["--size", "16", "--channels", "8"])
-    out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| ")]
-    for label in ("SRB_F", "SRB_A", "SRB_DCT", "Non-local", "A²-Net"):
-        assert any(line.startswith(f"| {label} |") for line in rows), label
-    assert "| 4 |" in out  # the groups sweep reaches K = 8 / 2
+@pytest.mark.parametrize("name, spatial_dims, channels, size, groups", BUILD_CASES)
+def test_build_block_is_make_block_sized_for_the_map(name, spatial_dims, channels, size, groups):
+    block = build_block(name, spatial_dims, channels, size, groups)
+    x = torch.randn(1, channels, *(size,) * spatial_dims)
+    assert block(x).shape == x.shape
+    if name.startswith("srb_"):
+        expected = make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims, groups=groups)
+        assert block.phi.conv_reduce.groups == expected.phi.conv_reduce.groups
+        assert [p.shape for p in block.parameters()] == [p.shape for p in expected.parameters()]
 
 
-def test_main_csv(capsys):
-    main(["--size", "16", "--channels", "8", "--format", "csv", "--groups", "1"])
-    table = capsys.readouterr().out.split("\n\n")[0]
-    records = list(csv.DictReader(io.StringIO(table)))
-    assert [r["Block"] for r in records] == [label for label, _, _ in PAPER_TABLE3.values()]
-    assert records[2]["ΔParams K (paper)"] == "—"
+def test_render_table_as_markdown_and_csv():
+    header, body = ["a", "b"], [["1", "x,y"], ["2", "z"]]
+    assert render_table(header, body) == "| a | b |\n|---|---|\n| 1 | x,y |\n| 2 | z |"
+    assert render_table(header, body, "csv") == 'a,b\n1,"x,y"\n2,z'
+    with pytest.raises(ValueError, match="html"):
+        render_table(header, body, "html")
+
+
+def test_main_prints_the_cost_of_each_block(capsys):
+    main(["--size", "16", "--channels", "8", "--format", "csv"])
+    records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["Block"] for r in records] == block_names()
+    for r in records:
+        block = build_block(r["Block"], 2, 8, 16)
+        report = count_complexity(block, (1, 8, 16, 16))
+        assert int(r["Params"]) == report.params and float(r["GFLOPs"]) == pytest.approx(report.flops / 1e9, rel=1e-3)
+    assert float(records[0]["FFT GFLOPs"]) > 0 and float(records[3]["FFT GFLOPs"]) == 0  # srb_fft, nonlocal
+
+
+def test_main_takes_3d_maps_and_a_subset_of_blocks(capsys):
+    main(["--spatial_dims", "3", "--size", "8", "--channels", "4", "--blocks", "srb_fft", "srb_dct"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| srb_")]
+    assert [row.split(" | ")[0] for row in rows] == ["| srb_fft", "| srb_dct"]

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from monai_srb.blocks.double_attention import DoubleAttentionBlock
-from monai_srb.blocks.factory import BLOCK_NAMES, make_block
+from monai_srb.blocks.factory import block_names, check_block, make_block
 from monai_srb.blocks.nonlocal_block import NonLocalBlock
 from monai_srb.blocks.spectral_relu import SpectralReLU
 from monai_srb.blocks.spectral_residual import SpectralResidualBlock, SpectralSubNetwork
 
 __all__ = [
-    "BLOCK_NAMES",
     "DoubleAttentionBlock",
     "NonLocalBlock",
     "SpectralReLU",
     "SpectralResidualBlock",
     "SpectralSubNetwork",
+    "block_names",
+    "check_block",
     "make_block",
 ]

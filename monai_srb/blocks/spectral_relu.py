@@ -7,38 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from monai_srb.spectral.base import FrequencyGrid
 from monai_srb.spectral.sizes import check_spatial_size
 
 __all__ = ["SpectralReLU"]
-
-
-def _resample_indices(
-    src: int, dst: int, periodic: bool, onesided: bool, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """
-    Linear-interpolation indices that carry a per-frequency table from a length-``src`` signal to a
-    length-``dst`` one, matching equal *normalised frequencies* (index k of n is frequency k / n).
-
-    Periodic axes are in FFT order (0, 1, ..., -2, -1): positions are computed in the centred order so
-    that the highest positive and negative frequencies are never blended. One-sided axes hold the
-    ``n // 2 + 1`` non-negative frequencies of an ``rfft``; other axes are basis indices (DCT, AOM).
-    """
-    src_len = src // 2 + 1 if onesided else src
-    dst_len = dst // 2 + 1 if onesided else dst
-    t = torch.arange(dst_len, device=device, dtype=torch.float64)
-    if periodic:
-        signed = torch.where(t < (dst + 1) // 2, t, t - dst)
-        pos = (signed * src / dst + src // 2).clamp(0, src - 1)
-    else:
-        pos = (t * src / dst).clamp(0, src_len - 1)
-    lo = pos.floor()
-    hi = torch.clamp(lo + 1, max=src_len - 1)
-    frac = (pos - lo).float()
-    lo_i, hi_i = lo.long(), hi.long()
-    if periodic:
-        lo_i = torch.remainder(lo_i - src // 2, src)
-        hi_i = torch.remainder(hi_i - src // 2, src)
-    return lo_i, hi_i, frac
 
 
 class SpectralReLU(nn.Module):
@@ -48,29 +20,51 @@ class SpectralReLU(nn.Module):
     (init 0) per frequency, shared by all channels.
 
     ``W`` and ``B`` live on the spectral grid of ``spatial_size``. An input of another spatial size
-    uses ``W`` and ``B`` linearly resampled to its grid, matching frequencies by their normalised value,
-    in training (gradients reach the stored tables) and in inference.
+    uses ``W`` and ``B`` linearly resampled to its grid, matching entries by the normalised frequency
+    ``grid`` gives them, in training (gradients reach the stored tables) and in inference. Along an axis
+    the stored entries are taken in frequency order, so that the grid's order (FFT order, say) never
+    blends its two ends; a frequency beyond the stored range takes the value at its end.
 
     Args:
         spatial_size: spatial size of the signal whose spectrum the layer sees, 2 or 3 entries.
-        onesided: the spectrum comes from ``rfftn`` (FFT order on every axis but the last, which holds
-            ``spatial_size[-1] // 2 + 1`` non-negative frequencies). ``False`` for basis-indexed spectra
-            (DCT, AOM) whose grid is ``spatial_size``.
+        grid: where the spectrum's entries sit in frequency, the transform's ``frequency_grid()``; default:
+            basis indices on a grid of ``spatial_size`` (DCT, AOM).
 
     Raises:
-        ValueError: when ``spatial_size`` does not have 2 or 3 entries, each an int of at least 1.
+        ValueError: when ``spatial_size`` does not have 2 or 3 entries, each an int of at least 1, or when
+            the grid's indices along an axis are not consecutive integers.
     """
 
-    def __init__(self, spatial_size: Sequence[int], onesided: bool = False) -> None:
+    def __init__(self, spatial_size: Sequence[int], grid: FrequencyGrid | None = None) -> None:
         super().__init__()
         if isinstance(spatial_size, str) or not isinstance(spatial_size, Sequence) or len(spatial_size) not in (2, 3):
             raise ValueError(f"spatial_size must have 2 or 3 positive int entries, got {spatial_size!r}.")
-        size = check_spatial_size(spatial_size, len(spatial_size))
-        self.spatial_size: list[int] = size
-        self.onesided = onesided
-        grid = size[:-1] + [size[-1] // 2 + 1] if onesided else size
-        self.weight = nn.Parameter(torch.ones(grid))
-        self.bias = nn.Parameter(torch.zeros(grid))
+        self.spatial_size: list[int] = check_spatial_size(spatial_size, len(spatial_size))
+        self.grid = FrequencyGrid() if grid is None else grid
+        indices = self.grid.indices(self.spatial_size)
+        for axis in indices:
+            if sorted(axis) != list(range(min(axis), min(axis) + len(axis))):
+                raise ValueError(f"the grid's indices along an axis must be consecutive integers, got {axis}.")
+        # Per axis, the stored entries in frequency order and the lowest frequency index.
+        self.order: list[list[int]] = [sorted(range(len(axis)), key=axis.__getitem__) for axis in indices]
+        self.start: list[int] = [min(axis) for axis in indices]
+        shape = [len(axis) for axis in indices]
+        self.weight = nn.Parameter(torch.ones(shape))
+        self.bias = nn.Parameter(torch.zeros(shape))
+
+    def _lerp_indices(
+        self, axis: int, target: list[int], size: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stored entries each ``target`` frequency index (of a length-``size`` signal) lies between, and how far."""
+        src, order = self.spatial_size[axis], self.order[axis]
+        k = torch.tensor(target, dtype=torch.float64, device=device)
+        # Position among the stored entries in frequency order: index k of n is the normalised frequency k / n.
+        pos = (k * src / size - self.start[axis]).clamp(0, len(order) - 1)
+        lo = pos.floor()
+        hi = torch.clamp(lo + 1, max=len(order) - 1)
+        frac = (pos - lo).float()
+        entries = torch.tensor(order, dtype=torch.long, device=device)
+        return entries[lo.long()], entries[hi.long()], frac
 
     def resampled(self, spatial_size: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``W`` and ``B`` on the spectral grid of an input of ``spatial_size``."""
@@ -78,15 +72,12 @@ class SpectralReLU(nn.Module):
             return self.weight, self.bias
         if len(spatial_size) != len(self.spatial_size):
             raise ValueError(f"SpectralReLU expects {len(self.spatial_size)} spatial dims, got size {spatial_size}.")
+        targets = self.grid.indices(spatial_size)
         table = torch.stack([self.weight, self.bias])
-        last = len(spatial_size) - 1
         for axis in range(len(spatial_size)):
-            src, dst = self.spatial_size[axis], spatial_size[axis]
-            if src == dst:
+            if self.spatial_size[axis] == spatial_size[axis]:
                 continue
-            onesided = self.onesided and axis == last
-            periodic = self.onesided and axis != last
-            lo, hi, frac = _resample_indices(src, dst, periodic, onesided, table.device)
+            lo, hi, frac = self._lerp_indices(axis, targets[axis], spatial_size[axis], table.device)
             shape = [1] * table.ndim
             shape[axis + 1] = frac.numel()
             a, b = table.index_select(axis + 1, lo), table.index_select(axis + 1, hi)

@@ -10,12 +10,12 @@ from torch import nn
 
 from monai_srb.blocks.pointwise import GroupedPointwiseConv
 from monai_srb.blocks.spectral_relu import SpectralReLU
-from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform
+from monai_srb.spectral.base import FrequencyGrid
+from monai_srb.spectral.registry import TransformSpec, create_transform, transform_class
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
-__all__ = ["SpectralResidualBlock", "SpectralSubNetwork", "TRANSFORMS", "DEFAULT_SPECTRAL_SIZE"]
+__all__ = ["SpectralResidualBlock", "SpectralSubNetwork", "DEFAULT_SPECTRAL_SIZE"]
 
-TRANSFORMS = ("fft", "aom", "dct")
 # Grid on which W and B of the spectral ReLU are stored when SRB_F / SRB_DCT get no ``spatial_size``;
 # every input is served by resampling them to its own grid.
 DEFAULT_SPECTRAL_SIZE = 32
@@ -32,7 +32,7 @@ class SpectralSubNetwork(nn.Module):
         hidden_channels: bottleneck width K'.
         groups: groups of both 1x1 convolutions; divides ``channels`` and ``hidden_channels``.
         spatial_size: spatial size whose spectral grid the spectral ReLU's ``W``, ``B`` are built for.
-        onesided: the spectrum is the one-sided ``rfftn`` grid.
+        grid: where the spectrum's entries sit in frequency (the transform's ``frequency_grid()``).
         norm: norm layer name or (name, args) for MONAI's ``get_norm_layer``.
     """
 
@@ -43,14 +43,14 @@ class SpectralSubNetwork(nn.Module):
         hidden_channels: int,
         groups: int,
         spatial_size: Sequence[int],
-        onesided: bool,
+        grid: FrequencyGrid,
         norm: str | tuple = "batch",
     ) -> None:
         super().__init__()
         # The convs carry no bias: a norm layer follows each of them.
         self.conv_reduce = GroupedPointwiseConv(spatial_dims, channels, hidden_channels, groups)
         self.norm_reduce = get_norm_layer(norm, spatial_dims, hidden_channels)
-        self.spectral_relu = SpectralReLU(spatial_size, onesided=onesided)
+        self.spectral_relu = SpectralReLU(spatial_size, grid)
         self.conv_expand = GroupedPointwiseConv(spatial_dims, hidden_channels, channels, groups)
         self.norm_expand = get_norm_layer(norm, spatial_dims, channels)
 
@@ -72,10 +72,12 @@ class SpectralResidualBlock(nn.Module):
     ``phi`` is :class:`SpectralSubNetwork`, and ``alpha`` is a learnable scalar initialised to 0 so that
     the block is the identity when inserted into a network.
 
-    Transforms: ``"fft"`` (SRB_F, orthonormal real FFT, any input size), ``"aom"`` (SRB_A, learned
-    orthogonal matrices, needs ``spatial_size`` and takes only that size; retract them with
-    :func:`monai_srb.spectral.retract_orthogonal_` after each optimiser step), ``"dct"`` (SRB_DCT,
-    orthonormal DCT-II, any input size).
+    Transforms (``monai_srb.spectral.registry.TRANSFORMS``): ``"fft"`` (SRB_F,
+    :class:`~monai_srb.spectral.FourierTransform`, orthonormal real FFT, any input size), ``"aom"`` (SRB_A,
+    :class:`~monai_srb.spectral.AdaptiveOrthogonalTransform`, learned orthogonal matrices, needs
+    ``spatial_size`` and takes only that size; retract them with :func:`monai_srb.spectral.retract_orthogonal_`
+    after each optimiser step), ``"dct"`` (SRB_DCT, :class:`~monai_srb.spectral.CosineTransform`, orthonormal
+    DCT-II, any input size).
 
     The spectral branch (transform, ``phi``, inverse) runs in the block's dtype with autocast switched off:
     float32 for a default block, whatever the input's or the autocast dtype (cuFFT's half-precision
@@ -96,7 +98,9 @@ class SpectralResidualBlock(nn.Module):
     Args:
         spatial_dims: number of spatial dimensions, 2 or 3.
         in_channels: number of input channels C.
-        transform: ``"fft"``, ``"aom"`` or ``"dct"``.
+        transform: a registered name (``"fft"``, ``"aom"``, ``"dct"``), a (name, kwargs) pair with the
+            transform's own arguments, e.g. ``("aom", {"init": "dct", "mode": "parametrization"})`` or
+            ``("fft", {"impl": "matmul"})``, or a :class:`~monai_srb.spectral.SpectralTransform` instance.
         spatial_size: the input's spatial size. Required for ``"aom"``; for ``"fft"`` and ``"dct"`` it is
             the grid the spectral ReLU stores ``W``, ``B`` on (default ``DEFAULT_SPECTRAL_SIZE`` per
             axis), resampled for inputs of other sizes. An int is repeated over the spatial dims.
@@ -105,14 +109,12 @@ class SpectralResidualBlock(nn.Module):
             channel mixes ``reduction`` transformed channels (for the FFT, ``reduction`` complex channels
             with their real and imaginary parts).
         norm: norm of ``phi``, a MONAI norm name or (name, args); the paper uses batch norm.
-        aom_init: ``"random"`` or ``"dct"`` initialisation of the AOM matrices.
-        aom_mode: ``"qr"`` (paper, retraction) or ``"parametrization"`` (PyTorch orthogonal
-            parametrisation), see :class:`monai_srb.spectral.AdaptiveOrthogonalTransform`.
 
     Raises:
         ValueError: on a bad ``spatial_dims`` (2 or 3, an int), ``in_channels``, ``transform``, ``reduction``
             or ``groups``; a ``spatial_size`` that is not one int of at least 1 or one per spatial dim (``0``
-            and ``16.7`` are errors, not the default or 16); a missing ``spatial_size`` for ``"aom"``; in
+            and ``16.7`` are errors, not the default or 16); a missing ``spatial_size`` for ``"aom"``; the
+            transform's own argument errors; in
             ``forward``, on a wrong channel count, an input that is not floating-point, an empty input
             (batch size 0) or (AOM) a spatial size other than ``spatial_size``.
     """
@@ -121,22 +123,19 @@ class SpectralResidualBlock(nn.Module):
         self,
         spatial_dims: int,
         in_channels: int,
-        transform: str = "fft",
+        transform: TransformSpec = "fft",
         spatial_size: Sequence[int] | int | None = None,
         reduction: int = 2,
         groups: int | None = None,
         norm: str | tuple = "batch",
-        aom_init: str = "random",
-        aom_mode: str = "qr",
-        fft_impl: str = "fft",
     ) -> None:
         super().__init__()
         spatial_dims = check_spatial_dims(spatial_dims)
         in_channels = check_positive_int(in_channels, "in_channels")
-        if transform not in TRANSFORMS:
-            raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}.")
-        if transform == "aom" and spatial_size is None:
-            raise ValueError("transform='aom' needs spatial_size (the AOM matrices are H x H and W x W), got None.")
+        if spatial_size is None and transform_class(transform).needs_spatial_size:
+            raise ValueError(
+                f"transform={transform!r} needs spatial_size (the input's spatial size sizes the transform), got None."
+            )
         if check_positive_int(reduction, "reduction") and in_channels % reduction:
             raise ValueError(f"reduction must be a positive divisor of in_channels={in_channels}, got {reduction}.")
         # ``is None``, not ``or``: spatial_size=0 is an error, not the default grid.
@@ -144,13 +143,7 @@ class SpectralResidualBlock(nn.Module):
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
-        self.transform_name = transform
-        if transform == "fft":
-            self.f = FourierTransform(spatial_dims, impl=fft_impl)
-        elif transform == "aom":
-            self.f = AdaptiveOrthogonalTransform(size, init=aom_init, mode=aom_mode)
-        else:
-            self.f = CosineTransform(size)
+        self.f = create_transform(transform, spatial_dims, size)
         spectral_channels = in_channels * self.f.channel_factor
         hidden = spectral_channels // reduction
         groups = hidden // self.f.channel_factor if groups is None else groups
@@ -162,7 +155,7 @@ class SpectralResidualBlock(nn.Module):
         # Interleaved real/imag layout: groups dividing the complex channel counts keep each complex
         # channel's two parts inside one group.
         self.phi = SpectralSubNetwork(
-            spatial_dims, spectral_channels, hidden, groups, size, onesided=self.f.onesided, norm=norm
+            spatial_dims, spectral_channels, hidden, groups, size, self.f.frequency_grid(), norm=norm
         )
         self.alpha = nn.Parameter(torch.zeros(1))
 

@@ -37,6 +37,7 @@ from torch import nn
 
 from monai_srb.blocks import DoubleAttentionBlock, NonLocalBlock, SpectralResidualBlock
 from monai_srb.nets.insertion import InsertedBlock
+from monai_srb.spectral.registry import registered_name
 
 __all__ = [
     "CHECKPOINT_SHA256_TAG",
@@ -247,7 +248,7 @@ def _unwrap(network: nn.Module) -> nn.Module:
 
 def _block_name(block: nn.Module) -> str:
     if isinstance(block, SpectralResidualBlock):
-        return f"srb_{block.transform_name}"
+        return f"srb_{registered_name(block.f)}"
     return "nonlocal" if isinstance(block, NonLocalBlock) else "double_attention"
 
 

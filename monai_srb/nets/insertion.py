@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from monai.utils import look_up_option
 from torch import nn
 
 from monai_srb.blocks.double_attention import DoubleAttentionBlock
-from monai_srb.blocks.factory import BLOCK_NAMES, make_block
+from monai_srb.blocks.factory import block_names, make_block
 from monai_srb.blocks.nonlocal_block import NonLocalBlock
 from monai_srb.blocks.spectral_residual import SpectralResidualBlock
 
@@ -47,11 +48,9 @@ class InsertedBlock(nn.Module):
 
     def __init__(self, module: nn.Module, block: nn.Module, position: str = "after", point: str = "") -> None:
         super().__init__()
-        if position not in POSITIONS:
-            raise ValueError(f"position must be one of {POSITIONS}, got {position!r}.")
         self.module = module
         self.block = block
-        self.position = position
+        self.position = look_up_option(position, POSITIONS)
         self.point = point
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
@@ -248,10 +247,8 @@ def insert_blocks(
             SRB, a non-local or A2 block); ``points=None`` when no submodule sees such a map, or when
             ``network`` already holds an :class:`InsertedBlock` (``insert_blocks`` called twice).
     """
-    if position not in POSITIONS:
-        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}.")
-    if block not in BLOCK_NAMES:
-        raise ValueError(f"block must be one of {BLOCK_NAMES}, got {block!r}.")
+    position = look_up_option(position, POSITIONS)
+    block = look_up_option(block, block_names())
     names = [points] if isinstance(points, str) else None if points is None else list(points)
     if names is not None and not names:
         return network

@@ -10,7 +10,7 @@ from monai.networks.nets import DenseNet121, ResNet
 from monai.networks.nets.resnet import ResNetBottleneck, get_inplanes
 from torch import nn
 
-from monai_srb.blocks.factory import BLOCK_NAMES
+from monai_srb.blocks.factory import check_block
 from monai_srb.nets.insertion import insert_blocks
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
@@ -28,14 +28,8 @@ def _probe_shape(
     spatial_dims = check_spatial_dims(spatial_dims)
     in_channels = check_positive_int(in_channels, "in_channels")
     check_positive_int(out_channels, "out_channels")
-    if block not in BLOCK_NAMES:
-        raise ValueError(f"block must be one of {BLOCK_NAMES}, got {block!r}.")
+    check_block(block, spatial_size)
     if spatial_size is None:
-        if block == "srb_aom":
-            raise ValueError(
-                "block='srb_aom' needs spatial_size (the input image size: the AOM matrices are built for the "
-                "feature sizes it gives), got None."
-            )
         return [1, in_channels] + [_PROBE_SIZE] * spatial_dims
     return [1, in_channels, *check_spatial_size(spatial_size, spatial_dims)]
 

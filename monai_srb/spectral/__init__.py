@@ -1,20 +1,26 @@
-"""Local-to-global transforms ``f`` and their inverses ``f^-1`` (the paper's Eqn. 1 and 7)."""
+"""Local-to-global transforms ``f`` and their inverses ``f^-1`` (the paper's Eqn. 1 and 7), registered by name."""
 
 from __future__ import annotations
 
 from monai_srb.spectral.adaptive_orthogonal import AdaptiveOrthogonalTransform, orthogonal_qr, retract_orthogonal_
+from monai_srb.spectral.base import FrequencyGrid, SpectralTransform
 from monai_srb.spectral.cosine import CosineTransform, dct_matrix
 from monai_srb.spectral.fourier import FourierTransform, dft_matrices
 from monai_srb.spectral.matrix_transform import SeparableMatrixTransform, mode_product
+from monai_srb.spectral.registry import TRANSFORMS, register_transform
 
 __all__ = [
     "AdaptiveOrthogonalTransform",
     "CosineTransform",
     "FourierTransform",
+    "FrequencyGrid",
     "SeparableMatrixTransform",
+    "SpectralTransform",
+    "TRANSFORMS",
     "dct_matrix",
     "dft_matrices",
     "mode_product",
     "orthogonal_qr",
+    "register_transform",
     "retract_orthogonal_",
 ]

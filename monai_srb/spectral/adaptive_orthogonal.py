@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from monai.utils import look_up_option
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import orthogonal
@@ -58,18 +59,17 @@ class AdaptiveOrthogonalTransform(SeparableMatrixTransform):
             spatial size is not ``spatial_size``.
     """
 
+    needs_spatial_size: bool = True
+
     def __init__(
         self, spatial_size: Sequence[int], learnable: bool = True, init: str = "random", mode: str = "qr"
     ) -> None:
         super().__init__(spatial_size)
-        if init not in ("random", "dct"):
-            raise ValueError(f"init must be 'random' or 'dct', got {init!r}.")
-        if mode not in ("qr", "parametrization"):
-            raise ValueError(f"mode must be 'qr' or 'parametrization', got {mode!r}.")
-        self.mode = mode
+        init = look_up_option(init, ("random", "dct"))
+        self.mode = look_up_option(mode, ("qr", "parametrization"))
         inits = [orthogonal_qr(torch.randn(n, n)) if init == "random" else dct_matrix(n) for n in self.spatial_size]
         self.orthogonal_matrices = nn.ParameterList([nn.Parameter(m, requires_grad=learnable) for m in inits])
-        if mode == "parametrization":
+        if self.mode == "parametrization":
             for i in range(len(inits)):
                 orthogonal(self.orthogonal_matrices, str(i))
 

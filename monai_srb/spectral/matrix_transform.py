@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
+from typing import Any
 
 import torch
-from torch import nn
 
+from monai_srb.spectral.base import SpectralTransform
 from monai_srb.spectral.sizes import check_spatial_size
 
 __all__ = ["SeparableMatrixTransform", "mode_product"]
@@ -29,14 +31,15 @@ def mode_product(x: torch.Tensor, matrix: torch.Tensor, axis: int) -> torch.Tens
     return out.reshape(x.shape)
 
 
-class SeparableMatrixTransform(nn.Module):
+class SeparableMatrixTransform(SpectralTransform):
     """
     Base of the separable orthogonal transforms (AOM, DCT): one ``n_i`` x ``n_i`` orthogonal matrix per
     spatial axis, applied to every channel. In 2D, ``f(X_c) = M_1 X_c M_2^T``, which is the paper's
     ``P X_c Q`` with ``P = M_1`` and ``Q = M_2^T``. Being orthogonal, the inverse multiplies by the
     transposes. The spectrum keeps the channel count and the spatial size.
 
-    Subclasses provide ``matrices(spatial_size)``.
+    Subclasses provide ``matrices(spatial_size)``. The spectrum's entries are basis indices (the default
+    :class:`monai_srb.spectral.base.FrequencyGrid`).
 
     Args:
         spatial_size: spatial size the transform is built for, 2 or 3 positive entries.
@@ -46,9 +49,6 @@ class SeparableMatrixTransform(nn.Module):
             or ``16.7`` is rejected, not rounded).
     """
 
-    channel_factor: int = 1
-    onesided: bool = False
-
     def __init__(self, spatial_size: Sequence[int]) -> None:
         super().__init__()
         if isinstance(spatial_size, str) or not isinstance(spatial_size, Sequence) or len(spatial_size) not in (2, 3):
@@ -56,12 +56,13 @@ class SeparableMatrixTransform(nn.Module):
         self.spatial_size: list[int] = check_spatial_size(spatial_size, len(spatial_size))
         self.spatial_dims = len(self.spatial_size)
 
+    @classmethod
+    def create(cls, spatial_dims: int, spatial_size: list[int], **kwargs: Any) -> SeparableMatrixTransform:
+        return cls(spatial_size, **kwargs)
+
+    @abstractmethod
     def matrices(self, spatial_size: list[int]) -> list[torch.Tensor]:
         """The orthogonal matrix of each spatial axis for an input of ``spatial_size``."""
-        raise NotImplementedError
-
-    def spectral_size(self, spatial_size: list[int]) -> list[int]:
-        return list(spatial_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
