@@ -28,6 +28,7 @@ __all__ = [
     "as_bool",
     "as_bools",
     "check_choice",
+    "check_evaluate_split",
     "check_size",
     "evaluation_datalist",
     "load_network_config",
@@ -122,6 +123,16 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
             f"override {name!r} must be one of {', '.join(map(repr, choices))}; got {value!r} ({type(value).__name__})."
         )
     return value
+
+
+def check_evaluate_split(value: Any) -> str:
+    """
+    Check the ``evaluate_split`` override (``"val"``, ``"test"`` or ``"all"``, :data:`EVALUATE_SPLITS`) and return it.
+
+    Raises:
+        ValueError: for any other value, naming it and the choices.
+    """
+    return check_choice(value, "evaluate_split", EVALUATE_SPLITS)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -310,7 +321,7 @@ def evaluation_datalist(
         ValueError: for an ``evaluate_split`` other than ``"val"``, ``"test"`` or ``"all"``, one the data set
             has no part for (naming the parts it has), or an empty part.
     """
-    check_choice(evaluate_split, "evaluate_split", EVALUATE_SPLITS)
+    check_evaluate_split(evaluate_split)
     if evaluate_split not in parts:
         raise ValueError(
             f"the data set {source} has no {evaluate_split!r} split to score (its splits: "

@@ -15,6 +15,7 @@ from monai_srb.bundle_config import (
     as_bool,
     as_bools,
     check_choice,
+    check_evaluate_split,
     check_size,
     evaluation_datalist,
     load_network_config,
@@ -208,3 +209,15 @@ def test_check_choice():
     message = "override 'norm' must be one of 'batch', 'instance'; got [1] (list)."
     with pytest.raises(ValueError, match=re.escape(message)):
         check_choice([1], "norm", ("batch", "instance"))
+
+
+@pytest.mark.parametrize("value", ["val", "test", "all"])
+def test_check_evaluate_split_returns_a_known_split(value):
+    assert check_evaluate_split(value) == value
+
+
+@pytest.mark.parametrize("value", ["train", "ALL", None, ["val"]], ids=repr)
+def test_check_evaluate_split_names_the_value_and_the_choices(value):
+    message = f"override 'evaluate_split' must be one of 'val', 'test', 'all'; got {value!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_evaluate_split(value)

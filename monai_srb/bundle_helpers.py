@@ -1,0 +1,206 @@
+"""
+What the bundle configs would otherwise write as long ``$`` expressions: where a run's data comes from (a data set
+folder, or a synthetic set written once, by the main process under DDP), the split a segmentation run validates on,
+the classification loss, the DDP device and process group, the NaN stop, the evaluate summary and the header of the
+prediction CSV. Each is a named function a config calls in one short expression or as a component, so the config
+composes and Python decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas
+import torch
+import torch.distributed as dist
+from ignite.engine import Engine, Events
+from ignite.handlers import TerminateOnNan
+from monai.handlers import from_engine
+from monai.utils import look_up_option
+
+from monai_srb.data import kfold_split, positive_weights, split_datalist
+
+__all__ = [
+    "CLASSIFICATION_TASKS",
+    "classification_loss",
+    "distributed_device",
+    "inference_image_dir",
+    "init_distributed",
+    "label_prediction_columns",
+    "log_evaluation",
+    "resolve_data_root",
+    "stop_on_nan_loss",
+    "train_val_split",
+]
+
+logger = logging.getLogger(__name__)
+
+CLASSIFICATION_TASKS = ("multi-label", "multi-class")
+
+
+def _barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def resolve_data_root(
+    dataset_dir: str | os.PathLike | None,
+    synthetic_data: Callable[[], str],
+    synthetic_root: str,
+    is_main_process: bool = True,
+) -> str | os.PathLike:
+    """
+    The data set a run reads: ``dataset_dir`` when given, else the bundle's synthetic set. The main process writes
+    it (``synthetic_data()``); under DDP the other ranks wait at a barrier until it is written and read the same
+    folder, so no two processes write one file.
+
+    Args:
+        dataset_dir: the ``dataset_dir`` override, or ``None`` for the synthetic set.
+        synthetic_data: writes the synthetic set and returns its folder (a bundle's ``_mode_: callable``
+            component); called by the main process only, and only when ``dataset_dir`` is ``None``.
+        synthetic_root: the folder ``synthetic_data`` writes, which the other ranks read.
+        is_main_process: whether this process writes (rank 0 under DDP; ``True`` in a single process).
+    """
+    if dataset_dir is not None:
+        return dataset_dir
+    root = synthetic_data() if is_main_process else synthetic_root
+    _barrier()
+    return root
+
+
+def inference_image_dir(
+    input_dir: str | None, dataset_dir: str | None, synthetic_data: Callable[[], str] | None = None
+) -> str | None:
+    """
+    The image folder a 2D segmentation inference predicts: ``input_dir`` when given, else ``<dataset_dir>/images``,
+    else ``<synthetic set>/images``, written by ``synthetic_data()`` only then. Without ``synthetic_data`` that last
+    case gives ``None`` (what :func:`monai_srb.data.folder_image_channels` takes for the synthetic set, which it
+    need not write to know its channels).
+
+    Args:
+        input_dir: the ``input_dir`` override: a folder of images to predict.
+        dataset_dir: the ``dataset_dir`` override: a data set with an ``images/`` folder.
+        synthetic_data: writes the synthetic set and returns its folder, or ``None``.
+    """
+    if input_dir is not None:
+        return input_dir
+    if dataset_dir is not None:
+        return os.path.join(dataset_dir, "images")
+    return None if synthetic_data is None else os.path.join(synthetic_data(), "images")
+
+
+def train_val_split(
+    datalist: Sequence[dict[str, Any]], val_fraction: float, seed: int, fold: int | None = None, num_folds: int = 5
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """
+    ``(train, val)`` of a segmentation run: :func:`monai_srb.data.split_datalist` by ``val_fraction``, or fold
+    ``fold`` of :func:`monai_srb.data.kfold_split` when a fold is given (the published ISIC and HC18 grids).
+
+    Args:
+        datalist: the items to split.
+        val_fraction: share of the items for validation, used when ``fold`` is ``None``.
+        seed: seed of the shuffle.
+        fold: the validation fold in ``[0, num_folds)``, or ``None`` for a split by fraction.
+        num_folds: the number of folds.
+
+    Raises:
+        ValueError: as :func:`monai_srb.data.split_datalist` or :func:`monai_srb.data.kfold_split`.
+    """
+    if fold is None:
+        return split_datalist(datalist, val_fraction, seed)
+    return kfold_split(datalist, fold, num_folds, seed)
+
+
+def classification_loss(
+    task: str, train_data: Sequence[Mapping[str, Any]], weighted: bool, device: torch.device | str
+) -> torch.nn.Module:
+    """
+    The classification bundle's loss: for ``"multi-label"`` the BCE with logits, weighted per class by
+    :func:`monai_srb.data.positive_weights` of the training labels when ``weighted`` (the paper's weighted
+    cross-entropy), for ``"multi-class"`` the cross-entropy.
+
+    Args:
+        task: ``"multi-label"`` (ChestX-ray14) or ``"multi-class"`` (e.g. DermaMNIST).
+        train_data: the training data list, whose ``"label"`` items weigh the classes.
+        weighted: whether the multi-label loss weighs positives by the class ratios.
+        device: where the weights go (the network's device).
+
+    Raises:
+        ValueError: for another ``task``.
+    """
+    task = look_up_option(task, CLASSIFICATION_TASKS)
+    if task == "multi-class":
+        return torch.nn.CrossEntropyLoss()
+    return torch.nn.BCEWithLogitsLoss(pos_weight=positive_weights(train_data).to(device) if weighted else None)
+
+
+def stop_on_nan_loss(trainer: Engine) -> Engine:
+    """
+    Stop ``trainer`` at the first iteration whose loss is NaN or infinite (Ignite's ``TerminateOnNan`` on the
+    ``"loss"`` of MONAI's engine output), after the iteration's other handlers. Returns ``trainer``.
+
+    Args:
+        trainer: a MONAI ``SupervisedTrainer``.
+    """
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, TerminateOnNan(from_engine(["loss"], first=True)))
+    return trainer
+
+
+def distributed_device() -> torch.device:
+    """
+    The device of this DDP process: ``cuda:<LOCAL_RANK>`` (as ``torchrun`` sets it; the global rank without it)
+    when CUDA is available, else the CPU.
+    """
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local_rank = os.environ.get("LOCAL_RANK")
+    return torch.device("cuda", int(local_rank) if local_rank is not None else dist.get_rank())
+
+
+def init_distributed() -> None:
+    """
+    Join the process group ``torchrun`` set up, once: ``nccl`` when CUDA is available, else ``gloo``.
+    """
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def log_evaluation(
+    scored: int,
+    evaluate_split: str,
+    source: str | os.PathLike,
+    ckpt_path: str | os.PathLike,
+    eval_dir: str | os.PathLike,
+    what: str = "images",
+) -> None:
+    """
+    Log (``INFO``) what an evaluate run scored, with which checkpoint, and where its scores are.
+
+    Args:
+        scored: how many items the evaluator scored.
+        evaluate_split: the split scored (``"val"``, ``"test"`` or ``"all"``).
+        source: the data set scored.
+        ckpt_path: the checkpoint scored.
+        eval_dir: the folder the scores went to.
+        what: what the items are (``"images"``, ``"volumes"``).
+    """
+    logger.info(
+        "evaluate: scored %d %s (evaluate_split %r of %s) with %s; scores in %s",
+        scored, what, evaluate_split, source, ckpt_path, eval_dir,
+    )
+
+
+def label_prediction_columns(prediction_file: str | os.PathLike, class_names: Sequence[str]) -> None:
+    """
+    Give the CSV that MONAI's ``ClassificationSaver`` writes (no header: the image, then one probability per class)
+    a header row, ``image`` and the class names, and write the probabilities with 6 decimals.
+
+    Args:
+        prediction_file: the CSV, rewritten in place.
+        class_names: one name per probability column, in the network's output order.
+    """
+    table = pandas.read_csv(prediction_file, header=None, names=["image", *class_names])
+    table.to_csv(prediction_file, index=False, float_format="%.6f")
