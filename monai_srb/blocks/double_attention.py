@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 from monai.networks.layers.factories import Conv
-from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
+from monai_srb.blocks._scaffold import check_block_input, inner_width, zero_init_tail
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims
 
 __all__ = ["DoubleAttentionBlock"]
@@ -58,14 +58,8 @@ class DoubleAttentionBlock(nn.Module):
         super().__init__()
         spatial_dims = check_spatial_dims(spatial_dims)
         in_channels = check_positive_int(in_channels, "in_channels")
-        if key_channels is None:
-            key_channels = max(in_channels // 4, 1)
-        if key_channels < 1:
-            raise ValueError(f"key_channels must be a positive int or None, got {key_channels}.")
-        if value_channels is None:
-            value_channels = max(in_channels // 4, 1)
-        if value_channels < 1:
-            raise ValueError(f"value_channels must be a positive int or None, got {value_channels}.")
+        key_channels = inner_width(key_channels, in_channels, 4, "key_channels")
+        value_channels = inner_width(value_channels, in_channels, 4, "value_channels")
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -77,21 +71,7 @@ class DoubleAttentionBlock(nn.Module):
         # A per-map bias is constant over the positions that B's softmax normalises over, so it cancels.
         self.conv_b = conv(in_channels, key_channels, kernel_size=1, bias=False)
         self.conv_v = conv(in_channels, key_channels, kernel_size=1)
-
-        self.norm = nn.Identity() if norm is None else get_norm_layer(norm, spatial_dims, in_channels)
-        has_norm = not isinstance(self.norm, nn.Identity)
-        # A bias before a norm is cancelled by the norm's mean subtraction.
-        self.conv_out = conv(value_channels, in_channels, kernel_size=1, bias=not has_norm)
-
-        gamma = getattr(self.norm, "weight", None)
-        if isinstance(gamma, nn.Parameter):
-            nn.init.zeros_(gamma)
-            nn.init.zeros_(self.norm.bias)
-        else:
-            # Without an affine norm the zero has to come from conv_out; a norm of an all-zero map is zero.
-            nn.init.zeros_(self.conv_out.weight)
-            if self.conv_out.bias is not None:
-                nn.init.zeros_(self.conv_out.bias)
+        self.norm, self.conv_out = zero_init_tail(spatial_dims, value_channels, in_channels, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -101,11 +81,7 @@ class DoubleAttentionBlock(nn.Module):
         Returns:
             tensor of the same shape as ``x``.
         """
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"DoubleAttentionBlock expects input (batch, {self.in_channels}, {self.spatial_dims} spatial dims), "
-                f"got shape {list(x.shape)}."
-            )
+        check_block_input(x, self.spatial_dims, self.in_channels, "DoubleAttentionBlock")
         features = self.conv_a(x).flatten(2)  # (B, m, N)
         attention_maps = torch.softmax(self.conv_b(x).flatten(2), dim=2)  # (B, n, N)
         attention_vectors = torch.softmax(self.conv_v(x).flatten(2), dim=1)  # (B, n, N)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Pool
-from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
+from monai_srb.blocks._scaffold import check_block_input, inner_width, zero_init_tail
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims
 
 __all__ = ["NonLocalBlock"]
@@ -59,10 +59,7 @@ class NonLocalBlock(nn.Module):
         super().__init__()
         spatial_dims = check_spatial_dims(spatial_dims)
         in_channels = check_positive_int(in_channels, "in_channels")
-        if inter_channels is None:
-            inter_channels = max(in_channels // 2, 1)
-        if inter_channels < 1:
-            raise ValueError(f"inter_channels must be a positive int or None, got {inter_channels}.")
+        inter_channels = inner_width(inter_channels, in_channels, 2, "inter_channels")
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -75,21 +72,7 @@ class NonLocalBlock(nn.Module):
         self.g = conv(in_channels, inter_channels, kernel_size=1)
         # ceil_mode keeps the last row/slice of an odd-sized input in the pooled phi and g.
         self.pool = Pool[Pool.MAX, spatial_dims](kernel_size=2, ceil_mode=True) if sub_sample else nn.Identity()
-
-        self.norm = nn.Identity() if norm is None else get_norm_layer(norm, spatial_dims, in_channels)
-        has_norm = not isinstance(self.norm, nn.Identity)
-        # A bias before a norm is cancelled by the norm's mean subtraction.
-        self.w_z = conv(inter_channels, in_channels, kernel_size=1, bias=not has_norm)
-
-        gamma = getattr(self.norm, "weight", None)
-        if isinstance(gamma, nn.Parameter):
-            nn.init.zeros_(gamma)
-            nn.init.zeros_(self.norm.bias)
-        else:
-            # Without an affine norm the zero has to come from W_z; a norm of an all-zero map is zero.
-            nn.init.zeros_(self.w_z.weight)
-            if self.w_z.bias is not None:
-                nn.init.zeros_(self.w_z.bias)
+        self.norm, self.w_z = zero_init_tail(spatial_dims, inter_channels, in_channels, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -99,11 +82,7 @@ class NonLocalBlock(nn.Module):
         Returns:
             tensor of the same shape as ``x``.
         """
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"NonLocalBlock expects input (batch, {self.in_channels}, {self.spatial_dims} spatial dims), "
-                f"got shape {list(x.shape)}."
-            )
+        check_block_input(x, self.spatial_dims, self.in_channels, "NonLocalBlock")
         theta = self.theta(x).flatten(2).transpose(1, 2)  # (B, N, inter)
         phi = self.pool(self.phi(x)).flatten(2).transpose(1, 2)  # (B, M, inter)
         g = self.pool(self.g(x)).flatten(2).transpose(1, 2)  # (B, M, inter)
