@@ -11,6 +11,7 @@ import torch
 from ignite.metrics import EpochMetric, Metric, MetricsLambda
 from monai.handlers import ConfusionMatrix, from_engine
 from monai.metrics import compute_roc_auc
+from monai.utils import look_up_option
 
 __all__ = ["CLASSIFICATION_TASKS", "classification_metrics"]
 
@@ -53,8 +54,7 @@ def classification_metrics(
     Raises:
         ValueError: for another ``task`` or an empty ``class_names``.
     """
-    if task not in CLASSIFICATION_TASKS:
-        raise ValueError(f"task must be one of {CLASSIFICATION_TASKS}, got {task!r}.")
+    task = look_up_option(task, CLASSIFICATION_TASKS)
     if len(class_names) == 0:
         raise ValueError("class_names must name at least one class, got an empty list.")
     per_class = {

@@ -13,7 +13,7 @@ from monai.handlers import IgniteMetricHandler
 from monai.metrics import CumulativeIterationMetric
 from monai.metrics.confusion_matrix import compute_confusion_matrix_metric, get_confusion_matrix
 from monai.networks.utils import one_hot
-from monai.utils import ensure_tuple
+from monai.utils import ensure_tuple, look_up_option
 
 __all__ = ["SEGMENTATION_METRICS", "SegmentationConfusionHandler", "SegmentationConfusionMetric", "segmentation_scores"]
 
@@ -48,8 +48,7 @@ def segmentation_scores(confusion: torch.Tensor, metric_name: str) -> torch.Tens
     Raises:
         ValueError: on an unknown ``metric_name`` or a ``confusion`` that is not ``(num_classes, 4)``.
     """
-    if metric_name not in SEGMENTATION_METRICS:
-        raise ValueError(f"metric_name must be one of {SEGMENTATION_METRICS}, got {metric_name!r}.")
+    metric_name = look_up_option(metric_name, SEGMENTATION_METRICS)
     if confusion.ndim != 2 or confusion.shape[-1] != 4:
         raise ValueError(
             f"confusion must be (num_classes, 4) [tp, fp, tn, fn] counts, got shape {tuple(confusion.shape)}."
@@ -99,10 +98,9 @@ class SegmentationConfusionMetric(CumulativeIterationMetric):
 
     def __init__(self, num_classes: int | None = None, metric_name: Sequence[str] | str = "mean_iou") -> None:
         super().__init__()
-        self.metric_name = ensure_tuple(metric_name)
-        unknown = [m for m in self.metric_name if m not in SEGMENTATION_METRICS]
-        if unknown or not self.metric_name:
-            raise ValueError(f"metric_name must be among {SEGMENTATION_METRICS}, got {metric_name!r}.")
+        self.metric_name = tuple(look_up_option(m, SEGMENTATION_METRICS) for m in ensure_tuple(metric_name))
+        if not self.metric_name:
+            raise ValueError(f"metric_name must name at least one of {SEGMENTATION_METRICS}, got {metric_name!r}.")
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
         self.num_classes = num_classes

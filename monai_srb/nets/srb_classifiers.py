@@ -24,7 +24,7 @@ _PROBE_SIZE = 32
 def _probe_shape(
     spatial_dims: int, in_channels: int, out_channels: int, block: str, spatial_size: Sequence[int] | int | None
 ) -> list[int]:
-    """The probe input shape for ``spatial_size``; the arguments are checked before the backbone is built, to fail fast."""
+    """The probe input shape for ``spatial_size``; the arguments are checked before the backbone is built."""
     spatial_dims = check_spatial_dims(spatial_dims)
     in_channels = check_positive_int(in_channels, "in_channels")
     check_positive_int(out_channels, "out_channels")

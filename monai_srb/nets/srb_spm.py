@@ -13,7 +13,7 @@ from monai.networks.nets.resnet import ResNet
 from torch import nn
 from torch.nn import functional as F
 
-from monai_srb.blocks.factory import make_block
+from monai_srb.blocks.factory import check_block, make_block
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SRBSPMNet", "SimpleParallelModule", "dilate_resnet_", "OUTPUT_STRIDE"]
@@ -148,8 +148,9 @@ class SRBSPMNet(nn.Module):
 
     Raises:
         ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
-            below 1, a ``spatial_size`` with the wrong number of entries or an entry that is not an int >= 1, ``block="srb_aom"`` without ``spatial_size``, and whatever
-            :func:`~monai_srb.blocks.factory.make_block` and the block raise.
+            below 1, a ``spatial_size`` with the wrong number of entries or an entry that is not an int >= 1,
+            an unknown ``block`` or ``block="srb_aom"`` without ``spatial_size`` (both from
+            :func:`~monai_srb.blocks.factory.check_block`), and whatever the block raises.
     """
 
     def __init__(
@@ -168,10 +169,8 @@ class SRBSPMNet(nn.Module):
         spatial_dims = check_spatial_dims(spatial_dims)
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
-        if srb and block == "srb_aom" and spatial_size is None:
-            raise ValueError(
-                "block='srb_aom' needs spatial_size (the input's spatial size sizes the AOM matrices), got None."
-            )
+        if srb:
+            block = check_block(block, spatial_size)
         map_size: list[int] | None = None
         if spatial_size is not None:
             size = check_spatial_size(spatial_size, spatial_dims)

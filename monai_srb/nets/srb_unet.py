@@ -8,10 +8,10 @@ from typing import Any
 import torch
 from monai.networks.blocks import UpSample
 from monai.networks.nets import BasicUNet
-from monai.utils import ensure_tuple_rep
+from monai.utils import ensure_tuple, ensure_tuple_rep, look_up_option
 from torch import nn
 
-from monai_srb.blocks.factory import make_block
+from monai_srb.blocks.factory import check_block, make_block
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SRBUNet", "SRB_POSITIONS", "PAPER_UNET_FEATURES", "UNET_NORMS", "unet_norm"]
@@ -38,9 +38,7 @@ def unet_norm(norm: str) -> tuple[str, dict[str, Any]]:
     Raises:
         ValueError: when ``norm`` is not one of :data:`UNET_NORMS`.
     """
-    if not isinstance(norm, str) or norm not in UNET_NORMS:
-        raise ValueError(f"norm must be one of {sorted(UNET_NORMS)}, got {norm!r}.")
-    name, args = UNET_NORMS[norm]
+    name, args = look_up_option(norm, UNET_NORMS)
     return name, dict(args)
 
 
@@ -96,7 +94,7 @@ class SRBUNet(BasicUNet):
             ``dropout``, ``upsample``); kept apart from ``block_args`` because the blocks have a ``norm``
             of their own.
         block_args: further constructor arguments of the inserted blocks (e.g. ``reduction``, ``groups``,
-            ``norm``, ``aom_init`` for the SRBs).
+            ``norm``, ``transform_args`` for the SRBs).
 
     ``forward`` takes (batch, in_channels, spatial_1, spatial_2[, spatial_3]) and returns the logits in
     shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]). It does not check the input size:
@@ -130,16 +128,11 @@ class SRBUNet(BasicUNet):
         out_channels = check_positive_int(out_channels, "out_channels")
         unet_args = dict(unet_args or {})
         super().__init__(spatial_dims, in_channels, out_channels, features=features, **unet_args)
-        positions = (srb_positions,) if isinstance(srb_positions, str) else tuple(srb_positions)
-        unknown = [p for p in positions if p not in SRB_POSITIONS]
-        if unknown:
-            raise ValueError(f"srb_positions must be among {SRB_POSITIONS}, got unknown {unknown}.")
+        positions = tuple(look_up_option(p, SRB_POSITIONS) for p in ensure_tuple(srb_positions))
         if len(set(positions)) != len(positions):
             raise ValueError(f"srb_positions must not repeat a position, got {positions}.")
-        if block == "srb_aom" and positions and spatial_size is None:
-            raise ValueError(
-                "block='srb_aom' needs spatial_size (the input's spatial size sizes the AOM matrices), got None."
-            )
+        if positions:
+            block = check_block(block, spatial_size)
         depth = 3 if unet_star else 4
         size: list[int] | None = None
         if spatial_size is not None:

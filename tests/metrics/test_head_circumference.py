@@ -31,7 +31,9 @@ def _perimeter(a: float, b: float, n: int = 200_000) -> float:
     return float(np.hypot(np.diff(a * np.cos(t)), np.diff(b * np.sin(t))).sum())
 
 
-@pytest.mark.parametrize("a,b,rel", [(1.0, 1.0, 1e-9), (60.0, 35.0, 1e-9), (90.0, 50.0, 1e-9), (10.0, 1.0, 5e-5), (3.0, 0.0, 5e-4)])
+@pytest.mark.parametrize(
+    "a,b,rel", [(1.0, 1.0, 1e-9), (60.0, 35.0, 1e-9), (90.0, 50.0, 1e-9), (10.0, 1.0, 5e-5), (3.0, 0.0, 5e-4)]
+)
 def test_ramanujan_matches_the_arc_length(a, b, rel):
     assert ellipse_circumference(a, b) == pytest.approx(_perimeter(a, b), rel=rel)
     assert ellipse_circumference(b, a) == ellipse_circumference(a, b)
@@ -69,7 +71,8 @@ def test_stray_blobs_are_left_out():
 
 
 def _label(mask: np.ndarray, name: str, shape: tuple[int, int]) -> MetaTensor:
-    return MetaTensor(torch.as_tensor(mask[None], dtype=torch.float32), meta={"filename_or_obj": name, "spatial_shape": np.array(shape)})
+    meta = {"filename_or_obj": name, "spatial_shape": np.array(shape)}
+    return MetaTensor(torch.as_tensor(mask[None], dtype=torch.float32), meta=meta)
 
 
 def test_error_in_mm_at_the_network_size():

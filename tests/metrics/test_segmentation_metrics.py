@@ -96,7 +96,7 @@ def test_scores_from_monai_layout():
     # [tp, fp, tn, fn] per class of the binary case above.
     confusion = torch.tensor([[6.0, 1.0, 3.0, 2.0], [3.0, 2.0, 6.0, 1.0]])
     assert segmentation_scores(confusion, "fw_iou").item() == pytest.approx(4 / 9 + 1 / 6)
-    with pytest.raises(ValueError, match="metric_name"):
+    with pytest.raises(ValueError, match=r"Unsupported option 'dice'.*'mean_iou'"):
         segmentation_scores(confusion, "dice")
     with pytest.raises(ValueError, match=r"\(num_classes, 4\)"):
         segmentation_scores(confusion[:, :3], "mean_iou")
@@ -105,8 +105,9 @@ def test_scores_from_monai_layout():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"metric_name": "iou"}, "metric_name"),
-        ({"metric_name": ()}, "metric_name"),
+        ({"metric_name": "iou"}, r"'iou' is not a valid value"),
+        ({"metric_name": ("mean_iou", "dice")}, r"Unsupported option 'dice'"),
+        ({"metric_name": ()}, "metric_name must name at least one"),
         ({"num_classes": 1}, "num_classes"),
     ],
 )

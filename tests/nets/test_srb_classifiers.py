@@ -89,7 +89,7 @@ def test_trace_and_script(cls):
 # (class, kwargs, words the message must hold)
 BAD_ARGS = [
     (SRBResNet50, {"block": "srb_aom"}, "spatial_size"),
-    (SRBResNet50, {"block": "wavelet"}, "block"),
+    (SRBResNet50, {"block": "wavelet"}, r"Unsupported option 'wavelet'"),
     (SRBDenseNet121, {"spatial_size": (64, 0)}, "spatial_size"),
     (SRBDenseNet121, {"spatial_size": (64, 64, 64)}, r"spatial_size .*\(3 entries\)"),
     (SRBDenseNet121, {"srb_after": ["features.denseblock5"]}, "not a submodule"),

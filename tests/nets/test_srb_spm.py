@@ -34,10 +34,13 @@ BAD_ARGS = [
     ({"spatial_dims": 1, "in_channels": 3, "out_channels": 2}, "spatial_dims"),
     ({"spatial_dims": 2, "in_channels": 3, "out_channels": 2, "block": "srb_aom"}, "spatial_size"),
     ({"spatial_dims": 2, "in_channels": 3, "out_channels": 2, "spatial_size": (64, 0)}, "positive"),
-    ({"spatial_dims": 2, "in_channels": 3, "out_channels": 2, "block": "fourier"}, "block must be one of"),
+    ({"spatial_dims": 2, "in_channels": 3, "out_channels": 2, "block": "fourier"}, r"Unsupported option 'fourier'"),
     ({"spatial_dims": "2", "in_channels": 3, "out_channels": 2}, r"spatial_dims .*got '2' \(str\)"),
     ({"spatial_dims": 2, "in_channels": 0, "out_channels": 2}, r"in_channels .*got 0 \(int\)"),
-    ({"spatial_dims": 2, "in_channels": 3, "out_channels": 2, "spatial_size": 64.5}, r"spatial_size .*got 64.5 \(float\)"),
+    (
+        {"spatial_dims": 2, "in_channels": 3, "out_channels": 2, "spatial_size": 64.5},
+        r"spatial_size .*got 64.5 \(float\)",
+    ),
 ]
 
 

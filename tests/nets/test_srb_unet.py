@@ -90,7 +90,7 @@ GEOMETRY = [
 ]
 
 BAD_ARGS = [
-    ({"srb_positions": ("before_up5",)}, "srb_positions"),
+    ({"srb_positions": ("before_up5",)}, r"By 'before_up5', did you mean 'before_up\d'"),
     ({"srb_positions": ("before_up4", "middle")}, "middle"),
     ({"srb_positions": ("after_up2", "after_up2")}, "repeat"),
     ({"spatial_size": 40}, "divisible by 16"),
@@ -100,7 +100,7 @@ BAD_ARGS = [
     ({"spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
     ({"spatial_size": 64.5}, r"spatial_size .*got 64.5 \(float\)"),
     ({"block": "srb_aom"}, "spatial_size"),
-    ({"block": "fourier"}, "block must be one of"),
+    ({"block": "fourier"}, r"Unsupported option 'fourier'"),
     ({"reduction": 3}, "reduction"),
 ]
 
