@@ -10,6 +10,7 @@ monai_srb: Spectral Residual Blocks (Li et al., ICME 2020) for MONAI.
 - :mod:`monai_srb.metrics`: the paper's scores that MONAI lacks.
 - :mod:`monai_srb.handlers`: Ignite/MLflow training glue.
 - :mod:`monai_srb.bundle_config`: what the bundle configs call before they build anything.
+- :mod:`monai_srb.bundle_helpers`: the named functions behind the bundle configs' data, loss, DDP and run steps.
 - :mod:`monai_srb.complexity`, :mod:`monai_srb.export`: tools behind ``monai-srb complexity`` / ``export``,
   imported on use.
 
@@ -22,7 +23,7 @@ MONAI bundle config (``"imports": ["$import monai_srb"]``, ``"_target_": "SRBMLF
 
 from __future__ import annotations
 
-from monai_srb import blocks, bundle_config, data, handlers, metrics, nets, spectral
+from monai_srb import blocks, bundle_config, bundle_helpers, data, handlers, metrics, nets, spectral
 from monai_srb.blocks import SpectralResidualBlock
 from monai_srb.nets import SRBDenseNet121, SRBResNet50, SRBSPMNet, SRBUNet, insert_blocks
 from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform, retract_orthogonal_

@@ -96,6 +96,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     return SimpleNamespace(out=out, metrics=_metrics(workflow), missing=workflow.check_properties())
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_and_mlflow(trained):
     assert not trained.missing  # every required MONAI bundle training property is defined
     models = trained.out / "models"
@@ -125,6 +126,7 @@ def test_train_writes_checkpoints_and_mlflow(trained):
         assert 0.0 <= trained.metrics[name] <= 1.0
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(trained, tmp_path):
     again = _run("train", output_dir=str(tmp_path), epochs=2, **TINY)
     assert _metrics(again) == trained.metrics
@@ -135,6 +137,7 @@ def test_same_seed_gives_identical_metrics(trained, tmp_path):
     assert histories[0] == histories[1]
 
 
+@pytest.mark.slow
 def test_evaluate_recomputes_the_best_validation_metrics(trained, tmp_path):
     # evaluate scores every image of dataset_dir, no split: a folder of the validation images alone gives
     # the validation scores of the best epoch; the whole data set gives one row per image.
@@ -164,6 +167,7 @@ def test_evaluate_recomputes_the_best_validation_metrics(trained, tmp_path):
         assert len(list(csv.DictReader(f))) == TINY["synthetic_samples"]  # every image, training ones too
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("own_folder", [False, True])
 def test_inference_writes_png_masks(trained, tmp_path, own_folder):
     override: dict[str, Any] = {"output_dir": str(trained.out), "prediction_dir": str(tmp_path / "pred"), **TINY}
@@ -183,6 +187,7 @@ def test_inference_writes_png_masks(trained, tmp_path, own_folder):
         assert set(np.unique(np.asarray(mask)).tolist()) <= {0, 255}
 
 
+@pytest.mark.slow
 def test_export_matches_eager_network(trained, tmp_path):
     args = {
         "meta_file": str(BUNDLE / "configs" / "metadata.json"),
@@ -248,6 +253,7 @@ def test_bad_data_stops_the_run_before_training(tmp_path, corrupt):
     assert not (tmp_path / "out" / "models").exists()
 
 
+@pytest.mark.slow
 def test_real_isic_sample_one_short_epoch(tmp_path):
     if not ISIC_SAMPLE.is_dir():
         pytest.skip(f"real ISIC 2017 sample not found at {ISIC_SAMPLE}")
@@ -262,6 +268,7 @@ def test_real_isic_sample_one_short_epoch(tmp_path):
     assert (tmp_path / "models" / "model.pt").is_file()
 
 
+@pytest.mark.slow
 def test_multi_gpu_ddp_on_cpu(tmp_path):
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
@@ -281,7 +288,7 @@ def test_multi_gpu_ddp_on_cpu(tmp_path):
     assert run.info.status == "FINISHED" and set(VAL_METRICS) <= set(run.data.metrics)
     assert [s for s, _ in _history(client, run.info.run_id, "val_mean_iou")] == [1, 2]
     merged = client.download_artifacts(run.info.run_id, "config/merged_config.json", str(tmp_path))
-    assert "multi_gpu_train.json" in json.loads(Path(merged).read_text())["config_files"]
+    assert "multi_gpu_train.json" in str(json.loads(Path(merged).read_text())["config_files"])
 
 
 def _free_port() -> int:
@@ -326,6 +333,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+@pytest.mark.slow
 def test_mlflow_http_server(tmp_path, mlflow_server):
     _run("train", output_dir=str(tmp_path / "out"), tracking_uri=mlflow_server, epochs=1, **TINY)
     assert not (tmp_path / "out" / "mlflow.db").exists()
@@ -352,6 +360,7 @@ def _network_state(workflow: ConfigWorkflow) -> dict[str, torch.Tensor]:
     return workflow.parser.get_parsed_content("network").state_dict()
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     killed_dir, whole_dir = tmp_path / "killed", tmp_path / "whole"
     cmd = [
@@ -435,6 +444,7 @@ def _hc18_like(root: Path, num: int = 8, size: tuple[int, int] = (48, 32)) -> tu
     return root, hc
 
 
+@pytest.mark.slow
 def test_generic_grayscale_folder_trains_evaluates_and_infers(tmp_path):
     root, _ = _hc18_like(tmp_path / "hc")
     # evaluate and inference build the network from the same overrides as training

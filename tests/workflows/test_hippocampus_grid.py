@@ -5,7 +5,8 @@ from pathlib import Path
 import mlflow
 import pytest
 from monai.bundle import ConfigParser, run
-from workflow_loader import load_workflow
+
+from workflows.grid import load_grid, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "workflows" / "grids" / "hippocampus.json"
@@ -13,18 +14,13 @@ GRID = ROOT / "workflows" / "grids" / "hippocampus.json"
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
 
 
-def _run_experiments():
-    return load_workflow("run_experiments")
-
-
 def _bundle_files(grid: dict) -> list[str]:
     return [str(ROOT / grid["bundle"] / c) for c in grid["configs"]]
 
 
 def test_cpu_preset_plans_every_variant_on_one_split_for_three_seeds():
-    rx = _run_experiments()
-    grid = rx.load_grid(GRID)
-    jobs = rx.plan(grid, "cpu")
+    grid = load_grid(GRID)
+    jobs = plan(grid, "cpu")
     assert len(jobs) == 6 * 3 and sorted({j.seed for j in jobs}) == [0, 1, 2]
     # the validation set is fixed by split_seed, never by the training seed
     assert {(j.overrides["split_seed"], j.overrides["val_fraction"]) for j in jobs} == {(0, 0.2)}
@@ -38,23 +34,23 @@ def test_cpu_preset_plans_every_variant_on_one_split_for_three_seeds():
 
 
 def test_grid_overrides_address_the_bundles_handlers():
-    grid = _run_experiments().load_grid(GRID)
+    grid = load_grid(GRID)
     parser = ConfigParser()
     parser.read_config(_bundle_files(grid))
     targets = {key: parser[key.rsplit("#", 1)[0]]["_target_"] for key in grid["overrides"] if key.startswith("train#")}
     assert targets == {
-        "train#handlers#0#artifacts": "monai_srb.handlers.SRBMLFlowHandler",
-        "train#handlers#0#artifact_folders": "monai_srb.handlers.SRBMLFlowHandler",
-        "train#handlers#0#model_input_shape": "monai_srb.handlers.SRBMLFlowHandler",
-        "train#handlers#2#iteration_log": "StatsHandler",
-        "train#handlers#4#_disabled_": "ignite.handlers.tqdm_logger.ProgressBar",
+        "train#mlflow_handler#artifacts": "SRBMLFlowHandler",
+        "train#mlflow_handler#artifact_folders": "SRBMLFlowHandler",
+        "train#mlflow_handler#model_input_shape": "SRBMLFlowHandler",
+        "train#stats_handler#iteration_log": "StatsHandler",
+        "train#progress_bar#_disabled_": "ignite.handlers.ProgressBar",
     }
 
 
+@pytest.mark.slow
 def test_a_smoke_job_trains_through_the_bundle_and_logs_per_class_dice(tmp_path):
-    rx = _run_experiments()
-    grid = rx.load_grid(GRID)
-    (job,) = rx.plan(grid, "smoke", variants=["U-Net + SRB_F (batch norm)"])
+    grid = load_grid(GRID)
+    (job,) = plan(grid, "smoke", variants=["U-Net + SRB_F (batch norm)"])
     run(
         config_file=_bundle_files(grid),
         logging_file=False,
