@@ -4,7 +4,7 @@ import copy
 
 import pytest
 import torch
-from monai.networks.nets import UNet, BasicUNet, DenseNet121
+from monai.networks.nets import BasicUNet, DenseNet121, UNet
 from torch import nn
 
 from monai_srb.blocks.spectral_residual import SpectralResidualBlock
