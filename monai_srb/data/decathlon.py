@@ -1,6 +1,6 @@
 """
-Medical Segmentation Decathlon (MSD) data sets: a checked data list, a seeded train/validation split and
-a synthetic MSD-format data set in which a voxel's class depends on context far from it.
+Medical Segmentation Decathlon (MSD) data sets: checked data lists of a ``dataset.json`` folder (or of a
+plain folder of NIfTI files, for inference) and the class names it gives.
 """
 
 from __future__ import annotations
@@ -16,16 +16,7 @@ import nibabel as nib
 import numpy as np
 from monai.data import load_decathlon_datalist
 
-__all__ = [
-    "SYNTHETIC_LABELS",
-    "decathlon_class_names",
-    "load_decathlon_data",
-    "load_nifti_images",
-    "make_synthetic_decathlon",
-]
-
-# Class names of the synthetic data set, in the dataset.json ``labels`` layout.
-SYNTHETIC_LABELS = {"0": "background", "1": "organ", "2": "lesion"}
+__all__ = ["decathlon_class_names", "load_decathlon_data", "load_nifti_images"]
 
 
 def _files(entry: str | Sequence[str]) -> list[str]:
@@ -168,126 +159,6 @@ def load_decathlon_data(
                     f"expected integers in [0, {num_classes})."
                 )
     return datalist
-
-
-def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    img = nib.Nifti1Image(array, affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    # Write then rename, so concurrent writers (DDP ranks) of the same deterministic file never expose a
-    # half-written volume to a reader.
-    tmp = path.with_name(f".{os.getpid()}.{path.name}")
-    nib.save(img, tmp)
-    os.replace(tmp, path)
-
-
-def _synthetic_volume(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    shape = tuple(int(s) for s in rng.integers(size - size // 6, size + 1, 3))
-    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"), axis=-1)
-
-    # A large ellipsoid barely brighter than the noise: its voxels are told from background only by
-    # pooling over a wide neighbourhood.
-    centre = rng.uniform(0.4, 0.6, 3) * shape
-    radii = rng.uniform(0.22, 0.3, 3) * min(shape)
-    organ_dist = np.sqrt((((grid - centre) / radii) ** 2).sum(-1))
-    organ = organ_dist <= 1.0
-
-    # Bright spheres look alike wherever they are; one is a lesion only if it lies inside the organ, a
-    # fact that sits many voxels away from the sphere's own edge.
-    lesion = np.zeros(shape, bool)
-    spots = np.zeros(shape, bool)
-    for inside in [True] * int(rng.integers(1, 3)) + [False] * int(rng.integers(1, 3)):
-        radius = rng.uniform(2.5, 3.5)
-        if inside:
-            # Uniform in the inner half of the organ, well clear of its edge.
-            u = rng.standard_normal(3)
-            c = centre + 0.55 * radii * u / np.linalg.norm(u) * rng.uniform() ** (1 / 3)
-        else:
-            for _ in range(100):
-                c = rng.uniform(radius, np.array(shape) - radius)
-                if np.sqrt((((c - centre) / radii) ** 2).sum()) > 1.0 + 2.0 * radius / radii.min():
-                    break
-            else:
-                continue  # no room outside the organ in this volume
-        sphere = np.sqrt(((grid - c) ** 2).sum(-1)) <= radius
-        spots |= sphere
-        if inside:
-            lesion |= sphere
-
-    signal = rng.standard_normal(shape).astype(np.float32) + 0.6 * organ
-    # Spots take the same intensity inside and outside the organ, so their own voxels carry no class cue.
-    signal[spots] = 2.5 + rng.standard_normal(int(spots.sum())).astype(np.float32)
-    image = (100.0 + 20.0 * signal).astype(np.float32)
-    label = np.where(lesion, 2, np.where(organ, 1, 0)).astype(np.uint8)
-
-    # Typical scanner-exported NIfTI: anisotropic voxels, x and y flipped, a random origin.
-    affine = np.diag([-1.5, -1.5, 2.0, 1.0])
-    affine[:3, 3] = rng.uniform(-100.0, 100.0, 3)
-    return image, label, affine
-
-
-def make_synthetic_decathlon(
-    root: str | os.PathLike, num_train: int = 8, num_test: int = 2, size: int = 48, seed: int = 0
-) -> str:
-    """
-    Write a synthetic MSD-format data set (``imagesTr/``, ``labelsTr/``, ``imagesTs/``, ``dataset.json``)
-    of single-channel float32 volumes, about ``size`` voxels per side (between ``size - size // 6`` and
-    ``size``), with 1.5 x 1.5 x 2 mm voxels stored with flipped x and y axes and a random origin.
-
-    Classes: 1 ``organ``, a large ellipsoid only 0.6 noise standard deviations brighter than background,
-    and 2 ``lesion``, bright spheres inside the organ. Equally bright spheres outside the organ are
-    background, so a sphere's class is decided by faint context many voxels away from it.
-
-    Volume ``i`` depends only on ``(seed, i)``: a data set with more volumes starts with the same ones,
-    and writing the same data set again (as every run, or every DDP rank, does) gives the same files.
-
-    Args:
-        root: output folder (created).
-        num_train: labelled volumes (the ``training`` list).
-        num_test: unlabelled volumes (the ``test`` list).
-        size: largest side in voxels.
-        seed: seed of the data set.
-
-    Returns:
-        ``root`` as a str, for use as a bundle's data folder.
-
-    Raises:
-        ValueError: when ``num_train`` < 1, ``num_test`` < 0 or ``size`` < 16.
-    """
-    if num_train < 1 or num_test < 0 or size < 16:
-        raise ValueError(f"need num_train >= 1, num_test >= 0 and size >= 16, got {num_train}, {num_test}, {size}.")
-    root = Path(root)
-    for sub in ("imagesTr", "labelsTr", "imagesTs"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    training, test = [], []
-    for i in range(num_train + num_test):
-        image, label, affine = _synthetic_volume(np.random.default_rng([seed, i]), size)
-        name = f"synthetic_{i:03d}.nii.gz"
-        if i < num_train:
-            _save_nifti(image, affine, root / "imagesTr" / name)
-            _save_nifti(label, affine, root / "labelsTr" / name)
-            training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
-        else:
-            _save_nifti(image, affine, root / "imagesTs" / name)
-            test.append(f"./imagesTs/{name}")
-    properties = {
-        "name": "SyntheticOrganLesion",
-        "description": "Faint large organ with bright lesions; equally bright spheres outside the organ are background",
-        "reference": "monai_srb.data.decathlon.make_synthetic_decathlon",
-        "licence": "Apache-2.0",
-        "release": f"seed {seed}",
-        "tensorImageSize": "3D",
-        "modality": {"0": "MRI"},
-        "labels": SYNTHETIC_LABELS,
-        "numTraining": num_train,
-        "numTest": num_test,
-        "training": training,
-        "test": test,
-    }
-    tmp = root / f".{os.getpid()}.dataset.json"
-    tmp.write_text(json.dumps(properties, indent=4))
-    os.replace(tmp, root / "dataset.json")
-    return str(root)
 
 
 def decathlon_class_names(dataset_dir: str | os.PathLike, num_classes: int) -> list[str]:

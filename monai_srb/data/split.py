@@ -1,4 +1,7 @@
-"""Deterministic train/validation splits of data lists: by fraction, and k-fold cross-validation."""
+"""
+Deterministic train/validation splits: of data lists by fraction and k-fold cross-validation, of item
+indices by item and by patient (ChestX-ray14).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["kfold_split", "split_datalist"]
+__all__ = ["kfold_split", "patient_split", "random_split", "split_datalist"]
 
 
 def _check_each_image_once(datalist: Sequence[dict[str, Any]]) -> None:
@@ -30,7 +33,14 @@ def _check_each_image_once(datalist: Sequence[dict[str, Any]]) -> None:
         first[key] = i
 
 
-def _split(datalist: Sequence[dict[str, Any]], val_indices: np.ndarray) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+
+
+def _split(
+    datalist: Sequence[dict[str, Any]], val_indices: np.ndarray
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     _check_each_image_once(datalist)
     val_idx = set(val_indices.tolist())
     train = [d for i, d in enumerate(datalist) if i not in val_idx]
@@ -56,8 +66,7 @@ def split_datalist(
         ValueError: when ``val_fraction`` is outside (0, 1), ``datalist`` has fewer than 2 items, or two items
             have the same ``"image"`` path (named, with both positions).
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    _check_val_fraction(val_fraction)
     if len(datalist) < 2:
         raise ValueError(
             f"need at least 2 labelled volumes to split into training and validation, got {len(datalist)}."
@@ -104,3 +113,58 @@ def kfold_split(
     # and HC18 tables in docs/results.md); tests/data/test_split.py pins the assignment and shows the difference.
     parts = np.array_split(np.random.default_rng(seed).permutation(len(datalist)), num_folds)
     return _split(datalist, parts[fold])
+
+
+def random_split(num_items: int, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """
+    A seeded random split by item: ``round(num_items * val_fraction)`` validation items, the rest for
+    training (the paper's 4:1 split of ChestX-ray14 by image: 89,696 / 22,424 of its 112,120 images).
+
+    Args:
+        num_items: number of items.
+        val_fraction: fraction held out for validation, in (0, 1).
+        seed: seed of the permutation.
+
+    Returns:
+        sorted training indices, sorted validation indices.
+
+    Raises:
+        ValueError: when ``val_fraction`` is outside (0, 1).
+    """
+    _check_val_fraction(val_fraction)
+    order = np.random.default_rng(seed).permutation(num_items)
+    num_val = int(round(num_items * val_fraction))
+    return np.sort(order[num_val:]), np.sort(order[:num_val])
+
+
+def patient_split(
+    patient_ids: Sequence[str], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """
+    A seeded random split by patient: whole patients go to validation, in a random order, until it holds at
+    least ``round(len(patient_ids) * val_fraction)`` items, so no patient is in both parts (follow-up images
+    of one patient are alike, and a split by image lets a model recognise the patient).
+
+    Args:
+        patient_ids: the patient of each item.
+        val_fraction: fraction of the items held out for validation, in (0, 1).
+        seed: seed of the patient permutation.
+
+    Returns:
+        sorted training indices, sorted validation indices.
+
+    Raises:
+        ValueError: when ``val_fraction`` is outside (0, 1).
+    """
+    _check_val_fraction(val_fraction)
+    patients, inverse = np.unique(np.asarray(patient_ids), return_inverse=True)
+    counts = np.bincount(inverse, minlength=len(patients))
+    order = np.random.default_rng(seed).permutation(len(patients))
+    target = int(round(len(patient_ids) * val_fraction))
+    # The first patients whose running image count reaches the target (the last one may overshoot it).
+    num_val_patients = int(np.searchsorted(np.cumsum(counts[order]), target) + 1) if target > 0 else 0
+    is_val = np.zeros(len(patients), dtype=bool)
+    is_val[order[:num_val_patients]] = True
+    val = np.flatnonzero(is_val[inverse])
+    train = np.flatnonzero(~is_val[inverse])
+    return train, val

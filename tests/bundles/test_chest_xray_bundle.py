@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from monai_srb.data.chest_xray import CHESTXRAY14_CLASSES
+from monai_srb.data import CHESTXRAY14_CLASSES
 from monai_srb.handlers import default_tracking_uri
 from monai_srb.handlers.cam import GradCAMHandler
 from monai_srb.nets.srb_classifiers import SRBDenseNet121, SRBResNet50
