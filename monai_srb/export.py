@@ -252,7 +252,7 @@ def bundle_input_shape(parser: object) -> list[int]:
 
 
 def _cli_overrides(extra: Sequence[str]) -> dict[str, object]:
-    """``["--image_size", "64", "--block=srb_aom"]`` -> ``{"image_size": 64, "block": "srb_aom"}``, values read as fire does."""
+    """``["--image_size", "64", "--block=srb_aom"]`` -> ``{"image_size": 64, "block": "srb_aom"}``, as fire reads."""
     overrides: dict[str, object] = {}
     items = list(extra)
     while items:

@@ -19,12 +19,12 @@ ATTENTION_BLOCKS: dict[str, type[nn.Module]] = {"nonlocal": NonLocalBlock, "doub
 
 
 def _srb_transforms() -> dict[str, str]:
-    """``"srb_<name>"`` -> ``<name>`` for every registered transform (read at call time: registrations may come later)."""
+    """``"srb_<name>"`` -> ``<name>`` per registered transform, read at call time (registrations may come later)."""
     return {f"srb_{name}": name for name in TRANSFORMS}
 
 
 def block_names() -> list[str]:
-    """The block names :func:`make_block` takes: ``"srb_<transform>"`` for every registered transform, then the attention blocks."""
+    """The names :func:`make_block` takes: ``"srb_<transform>"`` per registered transform, then the attention blocks."""
     return list(_srb_transforms()) + list(ATTENTION_BLOCKS)
 
 
@@ -70,11 +70,12 @@ def make_block(
             ``"srb_fft"``).
 
     Raises:
-        ValueError: on an unknown ``name``, and the block's own argument errors.
+        ValueError: on an unknown ``name``, ``"srb_aom"`` without ``spatial_size``, and the block's own
+            argument errors.
     """
-    name = look_up_option(name, block_names())
+    name = check_block(name, spatial_size)
     transforms = _srb_transforms()
     if name in transforms:
         transform = (transforms[name], kwargs.pop("transform_args", {}))
-        return SpectralResidualBlock(spatial_dims, in_channels, transform=transform, spatial_size=spatial_size, **kwargs)
+        return SpectralResidualBlock(spatial_dims, in_channels, transform, spatial_size=spatial_size, **kwargs)
     return ATTENTION_BLOCKS[name](spatial_dims, in_channels, **kwargs)

@@ -46,8 +46,8 @@ class SpectralReLU(nn.Module):
             if sorted(axis) != list(range(min(axis), min(axis) + len(axis))):
                 raise ValueError(f"the grid's indices along an axis must be consecutive integers, got {axis}.")
         # Per axis, the stored entries in frequency order and the lowest frequency index.
-        self.order: list[list[int]] = [sorted(range(len(axis)), key=axis.__getitem__) for axis in indices]
-        self.start: list[int] = [min(axis) for axis in indices]
+        self.order = [sorted(range(len(axis)), key=axis.__getitem__) for axis in indices]
+        self.start = [min(axis) for axis in indices]
         shape = [len(axis) for axis in indices]
         self.weight = nn.Parameter(torch.ones(shape))
         self.bias = nn.Parameter(torch.zeros(shape))
@@ -55,7 +55,7 @@ class SpectralReLU(nn.Module):
     def _lerp_indices(
         self, axis: int, target: list[int], size: int, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The stored entries each ``target`` frequency index (of a length-``size`` signal) lies between, and how far."""
+        """The stored entries each ``target`` index (of a length-``size`` signal) lies between, and how far."""
         src, order = self.spatial_size[axis], self.order[axis]
         k = torch.tensor(target, dtype=torch.float64, device=device)
         # Position among the stored entries in frequency order: index k of n is the normalised frequency k / n.

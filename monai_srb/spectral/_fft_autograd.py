@@ -42,7 +42,7 @@ def _scaled_copy(parts: torch.Tensor, scale: torch.Tensor | None) -> torch.Tenso
 
 
 def _interleave(spectrum: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """Complex (B, C, *grid) to the real interleaved layout (B, 2C, *grid), times ``scale`` (per last-axis frequency)."""
+    """Complex (B, C, *grid) to the real interleaved layout (B, 2C, *grid), times ``scale`` (per last-axis entry)."""
     parts = torch.view_as_real(spectrum).movedim(-1, 2)  # (B, C, 2, *grid), a strided view
     return _scaled_copy(parts, scale).view([parts.shape[0], -1] + list(parts.shape[3:]))
 

@@ -1,4 +1,4 @@
-"""Checks of the size arguments every transform, block and network takes: ``spatial_dims``, channel counts, ``spatial_size``."""
+"""Checks of the size arguments of every transform, block and network: ``spatial_dims``, channels, ``spatial_size``."""
 
 from __future__ import annotations
 

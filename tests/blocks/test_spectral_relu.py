@@ -4,9 +4,16 @@ import pytest
 import torch
 
 from monai_srb.blocks import SpectralReLU
+from monai_srb.spectral import FrequencyGrid
+from monai_srb.spectral.fourier import FourierGrid
+
+
+def _grid(onesided: bool) -> FrequencyGrid:
+    return FourierGrid() if onesided else FrequencyGrid()
+
 
 CASES = [
-    # (spatial_size, onesided, input spatial size, expected grid)
+    # (spatial_size, onesided (the rFFT grid, else basis indices), input spatial size, expected grid)
     ((8, 8), True, (8, 8), (8, 5)),
     ((9, 7), True, (9, 7), (9, 4)),
     ((8, 8), True, (12, 11), (12, 6)),
@@ -21,7 +28,7 @@ CASES = [
 @pytest.mark.parametrize("size,onesided,in_size,grid", CASES)
 def test_shape_and_init(size, onesided, in_size, grid):
     torch.manual_seed(0)
-    layer = SpectralReLU(size, onesided=onesided)
+    layer = SpectralReLU(size, _grid(onesided))
     z = torch.randn(2, 3, *grid)
     out = layer(z, list(in_size))
     assert out.shape == z.shape
@@ -32,7 +39,7 @@ def test_shape_and_init(size, onesided, in_size, grid):
 @pytest.mark.parametrize("size,onesided,in_size,grid", [c for c in CASES if c[0] != c[2]])
 def test_other_size_trains_the_stored_tables(size, onesided, in_size, grid):
     torch.manual_seed(0)
-    layer = SpectralReLU(size, onesided=onesided)
+    layer = SpectralReLU(size, _grid(onesided))
     with torch.no_grad():
         layer.weight.normal_()
         layer.bias.normal_()
@@ -51,17 +58,50 @@ def _fft_freq_table(size: list[int], onesided: bool) -> torch.Tensor:
     return sum(grids)
 
 
-@pytest.mark.parametrize("src,dst,onesided", [((8, 8), (16, 16), True), ((8, 6), (16, 12), False), ((4, 4, 8), (8, 8, 16), True)])
+@pytest.mark.parametrize(
+    "src,dst,onesided", [((8, 8), (16, 16), True), ((8, 6), (16, 12), False), ((4, 4, 8), (8, 8, 16), True)]
+)
 def test_resampling_matches_normalised_frequency(src, dst, onesided):
     # On a grid that doubles, every target frequency that lies on the source grid keeps its value and
     # the highest positive and negative FFT frequencies are not blended together.
-    layer = SpectralReLU(src, onesided=onesided)
+    layer = SpectralReLU(src, _grid(onesided))
     with torch.no_grad():
         layer.weight.copy_(_fft_freq_table(list(src), onesided))
     w, _ = layer.resampled(list(dst))
     expected = _fft_freq_table(list(dst), onesided)
     index = tuple(slice(0, None, 2) for _ in dst)
     torch.testing.assert_close(w[index], expected[index])
+
+
+class _ReversedGrid(FrequencyGrid):
+    """Basis indices stored in reverse order: the layer must follow the grid's order, not assume one."""
+
+    def indices(self, spatial_size: list[int]) -> list[list[int]]:
+        out: list[list[int]] = []
+        for n in spatial_size:
+            out.append([n - 1 - k for k in range(n)])
+        return out
+
+
+def test_resampling_follows_the_grid_order():
+    torch.manual_seed(0)
+    plain, reversed_ = SpectralReLU((6, 4)), SpectralReLU((6, 4), _ReversedGrid())
+    with torch.no_grad():
+        plain.weight.normal_()
+        reversed_.weight.copy_(plain.weight.flip(0, 1))
+    w, _ = reversed_.resampled([9, 7])
+    torch.testing.assert_close(w, plain.resampled([9, 7])[0].flip(0, 1))
+    torch.testing.assert_close(torch.jit.script(reversed_).resampled([9, 7])[0], w)
+
+
+class _GappedGrid(FrequencyGrid):
+    def indices(self, spatial_size: list[int]) -> list[list[int]]:
+        return [[2 * k for k in range(n)] for n in spatial_size]
+
+
+def test_grid_with_gaps_is_rejected():
+    with pytest.raises(ValueError, match=r"consecutive integers, got \[0, 2, 4, 6\]"):
+        SpectralReLU((4, 4), _GappedGrid())
 
 
 def test_same_size_returns_the_parameters():

@@ -4,23 +4,50 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from monai_srb.blocks import SpectralResidualBlock
+from monai_srb.blocks import SpectralResidualBlock, make_block
+from monai_srb.spectral import FourierTransform, SpectralTransform, register_transform
+from monai_srb.spectral.registry import TRANSFORMS
+
+PARAMETRIZED_AOM = ("aom", {"mode": "parametrization"})
 
 # (constructor kwargs, input shape)
 CASES = [
     ({"spatial_dims": 2, "in_channels": 4, "transform": "fft"}, (2, 4, 9, 7)),
     ({"spatial_dims": 2, "in_channels": 4, "transform": "fft", "spatial_size": (9, 7)}, (2, 4, 9, 7)),
     ({"spatial_dims": 2, "in_channels": 8, "transform": "aom", "spatial_size": (9, 7)}, (2, 8, 9, 7)),
-    ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 8, "aom_mode": "parametrization"}, (2, 4, 8, 8)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": PARAMETRIZED_AOM, "spatial_size": 8}, (2, 4, 8, 8)),
     ({"spatial_dims": 2, "in_channels": 4, "transform": "dct", "spatial_size": (6, 6)}, (2, 4, 9, 7)),
     ({"spatial_dims": 2, "in_channels": 6, "transform": "fft", "reduction": 3, "groups": 1}, (2, 6, 8, 8)),
     ({"spatial_dims": 3, "in_channels": 4, "transform": "fft", "spatial_size": (5, 6, 7)}, (2, 4, 5, 6, 7)),
     ({"spatial_dims": 3, "in_channels": 4, "transform": "aom", "spatial_size": (5, 6, 7)}, (2, 4, 5, 6, 7)),
     ({"spatial_dims": 3, "in_channels": 4, "transform": "dct"}, (2, 4, 5, 6, 7)),
     ({"spatial_dims": 3, "in_channels": 4, "transform": "fft", "norm": "instance"}, (2, 4, 4, 5, 3)),
-    ({"spatial_dims": 2, "in_channels": 4, "transform": "fft", "fft_impl": "matmul"}, (2, 4, 9, 7)),
-    ({"spatial_dims": 3, "in_channels": 4, "transform": "fft", "fft_impl": "matmul"}, (2, 4, 5, 6, 7)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": ("fft", {"impl": "matmul"})}, (2, 4, 9, 7)),
+    ({"spatial_dims": 3, "in_channels": 4, "transform": ("fft", {"impl": "matmul"})}, (2, 4, 5, 6, 7)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": FourierTransform(2, impl="matmul")}, (2, 4, 9, 7)),
+    ({"spatial_dims": 2, "in_channels": 4, "transform": ("aom", {"init": "dct"}), "spatial_size": 8}, (2, 4, 8, 8)),
 ]
+
+
+class IdentityTransform(SpectralTransform):
+    """``f`` = identity: unitary, and local, so an SRB with it is a pointwise block."""
+
+    def __init__(self, spatial_dims: int) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def inverse(self, z: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
+        return z
+
+
+@pytest.fixture
+def identity_transform():
+    """``"identity"`` registered for the test, and removed after it."""
+    register_transform("identity")(IdentityTransform)
+    yield "identity"
+    TRANSFORMS.pop("identity")
 
 
 def _activate(block: SpectralResidualBlock) -> SpectralResidualBlock:
@@ -59,17 +86,28 @@ def test_global_receptive_field(kwargs, shape):
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_conv3x3_receptive_field_is_local(spatial_dims):
-    conv = torch.nn.Conv2d(4, 4, 3, padding=1) if spatial_dims == 2 else torch.nn.Conv3d(4, 4, 3, padding=1)
-    x = torch.randn((1, 4) + (9,) * spatial_dims, requires_grad=True)
-    conv(x)[(0, slice(None)) + (4,) * spatial_dims].sum().backward()
-    reached = (x.grad[0].abs().sum(0) > 0).float().mean().item()
-    assert reached == pytest.approx(3**spatial_dims / 9**spatial_dims)
+@pytest.mark.parametrize("control", ["alpha_zero", "identity_transform"])
+def test_receptive_field_controls_are_local(spatial_dims, control, identity_transform):
+    # The controls of test_global_receptive_field: the same block and probe reach only the probed pixel
+    # when the branch is off (alpha = 0) or when f is local (the identity): the global field comes from f.
+    torch.manual_seed(0)
+    transform = identity_transform if control == "identity_transform" else "fft"
+    block = SpectralResidualBlock(spatial_dims, 4, transform)
+    if control == "identity_transform":
+        block = _activate(block)
+    block.eval()
+    x = torch.randn((2, 4) + (9,) * spatial_dims, requires_grad=True)
+    centre = (4,) * spatial_dims
+    block(x)[(0, slice(None)) + centre].sum().backward()
+    expected = torch.zeros((9,) * spatial_dims, dtype=torch.bool)
+    expected[centre] = True
+    assert torch.equal(x.grad[0].abs().sum(0) > 0, expected)
+    assert x.grad[1].abs().sum() == 0
 
 
 @pytest.mark.parametrize("kwargs,shape", CASES)
 def test_torchscript_matches_eager(kwargs, shape):
-    if kwargs.get("aom_mode") == "parametrization":
+    if kwargs.get("transform") == PARAMETRIZED_AOM:
         pytest.skip("PyTorch parametrizations are not scriptable (documented trade-off)")
     torch.manual_seed(0)
     block = _activate(SpectralResidualBlock(**kwargs)).eval()
@@ -135,7 +173,7 @@ def test_identity_at_alpha_zero_keeps_nan_and_inf(kwargs, shape):
     block = SpectralResidualBlock(**kwargs).eval()
     x = _non_finite_input(shape)
     runs = [block]
-    if kwargs.get("aom_mode") != "parametrization":
+    if kwargs.get("transform") != PARAMETRIZED_AOM:
         runs.append(torch.jit.script(block))
     for run in runs:
         out = run(x)
@@ -198,10 +236,33 @@ def test_matmul_fft_impl_matches_fft(shape):
     torch.testing.assert_close(block(x), ref, atol=1e-4, rtol=0)
 
 
-def test_gradient_reaches_alpha_and_phi():
-    block = SpectralResidualBlock(2, 4, spatial_size=8)
-    block(torch.randn(2, 4, 8, 8)).pow(2).sum().backward()
-    assert block.alpha.grad.abs().item() > 0  # alpha = 0 still lets the branch start learning
+@pytest.mark.parametrize("transform", ["fft", "aom", "dct"])
+def test_gradient_reaches_alpha_and_phi(transform):
+    torch.manual_seed(0)
+    block = SpectralResidualBlock(2, 4, transform, spatial_size=8)
+    x = torch.randn(2, 4, 8, 8)
+    block(x).pow(2).sum().backward()
+    assert block.alpha.grad.abs().item() > 0  # alpha = 0 still lets the branch start learning ...
+    assert all(p.grad.abs().sum() == 0 for p in block.phi.parameters())  # ... while phi's output is scaled by 0
+    block.zero_grad()
+    with torch.no_grad():
+        block.alpha.fill_(0.5)
+    block(x).pow(2).sum().backward()
+    assert block.alpha.grad.abs().item() > 0
+    for name, p in block.phi.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_a_registered_transform_builds_an_srb_by_name(identity_transform):
+    torch.manual_seed(0)
+    block = SpectralResidualBlock(2, 4, identity_transform, spatial_size=8)
+    assert isinstance(block.f, IdentityTransform)
+    x = torch.randn(2, 4, 8, 8)
+    assert torch.equal(block(x), x)
+    block = _activate(block).eval()
+    torch.testing.assert_close(torch.jit.script(block)(x), block(x))
+    assert not torch.equal(block(x), x)
+    assert isinstance(make_block("srb_identity", 2, 4, spatial_size=(8, 8)).f, IdentityTransform)
 
 
 @pytest.mark.parametrize(
@@ -209,8 +270,11 @@ def test_gradient_reaches_alpha_and_phi():
     [
         ({"spatial_dims": 1, "in_channels": 4}, "spatial_dims"),
         ({"spatial_dims": 2, "in_channels": 0}, "in_channels"),
-        ({"spatial_dims": 2, "in_channels": 4, "transform": "wavelet"}, "transform"),
-        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom"}, "spatial_size"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "wavelet"}, r"(?s)'wavelet'.*Available options"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": ("fft", {"impl": "dft"})}, r"(?s)'dft'.*Available options"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": ("aom", {"init": "eye"}), "spatial_size": 8}, "'eye'"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom"}, r"transform='aom' needs spatial_size"),
+        ({"spatial_dims": 2, "in_channels": 4, "transform": ("aom", {"init": "dct"})}, "needs spatial_size"),
         ({"spatial_dims": 2, "in_channels": 4, "reduction": 3}, "reduction"),
         ({"spatial_dims": 2, "in_channels": 4, "groups": 3}, "groups"),
         ({"spatial_dims": 2, "in_channels": 8, "reduction": 2, "groups": 8}, "groups"),
