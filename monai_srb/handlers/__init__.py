@@ -5,6 +5,7 @@ from __future__ import annotations
 from monai_srb.handlers.cam import GradCAMHandler
 from monai_srb.handlers.checkpoint_saver import SRBCheckpointSaver
 from monai_srb.handlers.final_evaluation import FinalEvaluationHandler
+from monai_srb.handlers.head_circumference_error import HeadCircumferenceErrorHandler
 from monai_srb.handlers.image_handler import ImageSavingHandler
 from monai_srb.handlers.mlflow_tracking import (
     CHECKPOINT_SHA256_TAG,
@@ -22,6 +23,7 @@ from monai_srb.handlers.mlflow_tracking import (
 from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
 from monai_srb.handlers.overlay import SegmentationOverlayHandler
 from monai_srb.handlers.random_states import RandomStates
+from monai_srb.handlers.segmentation_confusion import SegmentationConfusionHandler
 
 __all__ = [
     "CHECKPOINT_SHA256_TAG",
@@ -29,11 +31,13 @@ __all__ = [
     "RUN_ID_STATE_KEY",
     "FinalEvaluationHandler",
     "GradCAMHandler",
+    "HeadCircumferenceErrorHandler",
     "ImageSavingHandler",
     "OrthogonalRetractionHandler",
     "RandomStates",
     "SRBCheckpointSaver",
     "SRBMLFlowHandler",
+    "SegmentationConfusionHandler",
     "SegmentationOverlayHandler",
     "check_tracking_server",
     "config_overrides",

@@ -1,22 +1,21 @@
 """
 The HC18 challenge's score: the head circumference (mm) of an ellipse fitted to a segmented fetal head,
-and its absolute error against the reference, as a MONAI cumulative metric and its Ignite handler.
+and its absolute error against the reference, as a MONAI cumulative metric (its Ignite handler:
+:class:`monai_srb.handlers.HeadCircumferenceErrorHandler`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from monai.handlers import IgniteMetricHandler
 from monai.metrics import CumulativeIterationMetric
 from scipy import ndimage
 
 __all__ = [
-    "HeadCircumferenceErrorHandler",
     "HeadCircumferenceErrorMetric",
     "ellipse_circumference",
     "fit_ellipse",
@@ -166,28 +165,3 @@ class HeadCircumferenceErrorMetric(CumulativeIterationMetric):
         if not isinstance(data, torch.Tensor) or data.numel() == 0:
             return torch.tensor(float("nan"))
         return data.float().mean()
-
-
-class HeadCircumferenceErrorHandler(IgniteMetricHandler):
-    """
-    :class:`HeadCircumferenceErrorMetric` as an Ignite metric for MONAI's evaluators, e.g. in a bundle's
-    ``additional_metrics`` as ``val_hc_error_mm``.
-
-    Args:
-        reference: see :class:`HeadCircumferenceErrorMetric`.
-        image_size: see :class:`HeadCircumferenceErrorMetric`.
-        foreground: see :class:`HeadCircumferenceErrorMetric`.
-        output_transform: maps ``engine.state.output`` to ``(y_pred, y)``.
-        save_details: keep the per-image errors in ``engine.state.metric_details``.
-    """
-
-    def __init__(
-        self,
-        reference: Mapping[str, tuple[float, float]],
-        image_size: int | None = None,
-        foreground: int = 1,
-        output_transform: Callable = lambda x: x,
-        save_details: bool = True,
-    ) -> None:
-        metric_fn = HeadCircumferenceErrorMetric(reference, image_size, foreground)
-        super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)

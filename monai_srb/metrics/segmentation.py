@@ -6,16 +6,15 @@ over a whole data set.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
-from monai.handlers import IgniteMetricHandler
 from monai.metrics import CumulativeIterationMetric
 from monai.metrics.confusion_matrix import compute_confusion_matrix_metric, get_confusion_matrix
 from monai.networks.utils import one_hot
 from monai.utils import ensure_tuple, look_up_option
 
-__all__ = ["SEGMENTATION_METRICS", "SegmentationConfusionHandler", "SegmentationConfusionMetric", "segmentation_scores"]
+__all__ = ["SEGMENTATION_METRICS", "SegmentationConfusionMetric", "segmentation_scores"]
 
 SEGMENTATION_METRICS = ("overall_accuracy", "mean_accuracy", "mean_iou", "fw_iou")
 
@@ -142,34 +141,3 @@ class SegmentationConfusionMetric(CumulativeIterationMetric):
             raise ValueError("no confusion counts accumulated: call the metric on predictions first.")
         confusion = data.reshape(-1, *data.shape[-2:]).sum(0)
         return [segmentation_scores(confusion, name) for name in self.metric_name]
-
-
-class SegmentationConfusionHandler(IgniteMetricHandler):
-    """
-    Ignite handler of one :class:`SegmentationConfusionMetric` score, for an evaluator's
-    ``key_val_metric`` / ``additional_metrics`` (as :class:`monai.handlers.MeanDice` is for Dice).
-
-    Args:
-        metric_name: one of :data:`SEGMENTATION_METRICS`.
-        num_classes: see :class:`SegmentationConfusionMetric`.
-        output_transform: callable that takes ``engine.state.output`` to ``(y_pred, y)``, e.g.
-            ``monai.handlers.from_engine(["pred", "label"])``.
-        save_details: whether to store the per-image ``[tp, fp, tn, fn]`` counts in
-            ``engine.state.metric_details[name]``.
-
-    Raises:
-        ValueError: as :class:`SegmentationConfusionMetric`.
-    """
-
-    def __init__(
-        self,
-        metric_name: str = "mean_iou",
-        num_classes: int | None = None,
-        output_transform: Callable = lambda x: x,
-        save_details: bool = True,
-    ) -> None:
-        if not isinstance(metric_name, str):
-            raise ValueError(f"metric_name must be one name among {SEGMENTATION_METRICS}, got {metric_name!r}.")
-        metric_fn = SegmentationConfusionMetric(num_classes=num_classes, metric_name=metric_name)
-        self.metric_name = metric_name
-        super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)

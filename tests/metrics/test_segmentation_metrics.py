@@ -2,16 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ignite.engine import Engine
-from monai.handlers import from_engine
 from monai.networks.utils import one_hot
 
-from monai_srb.metrics import (
-    SEGMENTATION_METRICS,
-    SegmentationConfusionHandler,
-    SegmentationConfusionMetric,
-    segmentation_scores,
-)
+from monai_srb.metrics import SEGMENTATION_METRICS, SegmentationConfusionMetric, segmentation_scores
 
 
 def _pixels(confusion: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,21 +117,3 @@ def test_metric_rejects_bad_inputs():
         metric(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4))
     with pytest.raises(ValueError, match="same shapes"):
         SegmentationConfusionMetric()(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 4, 4))
-
-
-def test_ignite_handler_logs_each_score():
-    confusion, expected = CASES[1][1], CASES[1][2]
-    y_pred, y = _pixels(confusion)
-    batches = [{"pred": y_pred[..., :4], "label": y[..., :4]}, {"pred": y_pred[..., 4:], "label": y[..., 4:]}]
-    engine = Engine(lambda engine, batch: batch)
-    for name in SEGMENTATION_METRICS:
-        handler = SegmentationConfusionHandler(name, num_classes=3, output_transform=from_engine(["pred", "label"]))
-        handler.attach(engine, name)
-    state = engine.run(batches)
-    assert {k: state.metrics[k] for k in SEGMENTATION_METRICS} == pytest.approx(expected, abs=1e-6)
-    assert state.metric_details["mean_iou"].shape == (2, 3, 4)
-
-
-def test_handler_takes_one_name():
-    with pytest.raises(ValueError, match="one name"):
-        SegmentationConfusionHandler(["mean_iou", "fw_iou"])  # type: ignore[arg-type]
