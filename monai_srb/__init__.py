@@ -23,7 +23,8 @@ MONAI bundle config (``"imports": ["$import monai_srb"]``, ``"_target_": "SRBMLF
 
 from __future__ import annotations
 
-from monai_srb import blocks, bundle_config, bundle_helpers, data, handlers, metrics, nets, spectral
+# The subpackages are imported for MONAI's ComponentLocator, which finds short _target_ names in loaded modules only.
+from monai_srb import blocks, bundle_config, bundle_helpers, data, handlers, metrics, nets, spectral  # noqa: F401
 from monai_srb.blocks import SpectralResidualBlock
 from monai_srb.nets import SRBDenseNet121, SRBResNet50, SRBSPMNet, SRBUNet, insert_blocks
 from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform, retract_orthogonal_

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine
-from ignite.handlers import Checkpoint
 from monai.handlers import CheckpointSaver
 
 __all__ = ["SRBCheckpointSaver"]

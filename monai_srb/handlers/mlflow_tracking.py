@@ -427,7 +427,8 @@ class SRBMLFlowHandler(MLFlowHandler):
         self._pending_metrics += [
             mlflow.entities.Metric(key, value, timestamp, step or 0) for key, value in flatten_dict(metrics).items()
         ]
-        if len(self._pending_metrics) >= _MAX_METRICS_PER_BATCH or time.monotonic() - self._last_flush > _FLUSH_INTERVAL_S:
+        full = len(self._pending_metrics) >= _MAX_METRICS_PER_BATCH
+        if full or time.monotonic() - self._last_flush > _FLUSH_INTERVAL_S:
             self.flush_metrics()
 
     def flush_metrics(self, engine: Engine | None = None) -> None:
@@ -565,7 +566,10 @@ class SRBMLFlowHandler(MLFlowHandler):
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.flush_metrics)  # after MONAI's epoch log
 
     def complete(self) -> None:
-        """Send buffered metrics, upload ``artifacts`` (MONAI's, flat) and ``artifact_folders`` (into their named folders)."""
+        """
+        Send buffered metrics, upload ``artifacts`` (MONAI's, flat) and ``artifact_folders`` (into their named
+        folders).
+        """
         self.flush_metrics()
         super().complete()
         if not self.cur_run:
@@ -630,7 +634,10 @@ class SRBMLFlowHandler(MLFlowHandler):
                 mlflow.set_tracking_uri(previous)
 
     def close(self) -> None:
-        """Send buffered metrics, log the model (:meth:`log_model`), then end the run as ``FINISHED`` (MONAI's ``close``)."""
+        """
+        Send buffered metrics, log the model (:meth:`log_model`), then end the run as ``FINISHED`` (MONAI's
+        ``close``).
+        """
         self.flush_metrics()
         self.log_model()
         super().close()

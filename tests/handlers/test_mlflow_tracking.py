@@ -137,7 +137,8 @@ def test_iteration_metrics_are_sent_once_per_epoch(tmp_path, epochs, iterations)
     run = _runs(tmp_path, "buffered")[0]
     client = _client(tmp_path)
     for key in ("Loss", "lr_group_0"):
-        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == list(range(1, epochs * iterations + 1))
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert steps == list(range(1, epochs * iterations + 1))
 
 
 # ---- tracking can be switched off ----
@@ -311,7 +312,8 @@ def test_tags_config_and_artifact_folders(tmp_path):
     handler.attach(trainer)
 
     def head() -> str | None:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip() or None
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        return result.stdout.strip() or None
 
     heads = {head()}  # read around the run: a commit made meanwhile (in another shell) moves HEAD
     trainer.run()

@@ -77,11 +77,17 @@ def test_mlflow_logs_to_default_sqlite_store(tmp_path):
 
 def test_mlflow_marks_crashed_run_failed_and_next_run_is_new(tmp_path):
     trainer = _trainer(SpectralResidualBlock(2, 4), fail_at=3)
-    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="crash", close_on_complete=True, iteration_log=False).attach(trainer)
+    handler = SRBMLFlowHandler(
+        output_dir=str(tmp_path), experiment_name="crash", close_on_complete=True, iteration_log=False
+    )
+    handler.attach(trainer)
     with pytest.raises(RuntimeError, match="boom"):
         trainer.run()
     trainer = _trainer(SpectralResidualBlock(2, 4))
-    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="crash", close_on_complete=True, iteration_log=False).attach(trainer)
+    handler = SRBMLFlowHandler(
+        output_dir=str(tmp_path), experiment_name="crash", close_on_complete=True, iteration_log=False
+    )
+    handler.attach(trainer)
     trainer.run()
     client = mlflow.MlflowClient(default_tracking_uri(str(tmp_path)))
     runs = client.search_runs([client.get_experiment_by_name("crash").experiment_id])
@@ -93,7 +99,10 @@ def test_a_killed_process_run_is_not_joined(tmp_path):
     experiment = client.create_experiment("resume")
     stale = client.create_run(experiment, run_name="run_of_a_killed_process")  # left RUNNING
     trainer = _trainer(SpectralResidualBlock(2, 4))
-    SRBMLFlowHandler(output_dir=str(tmp_path), experiment_name="resume", close_on_complete=True, iteration_log=False).attach(trainer)
+    handler = SRBMLFlowHandler(
+        output_dir=str(tmp_path), experiment_name="resume", close_on_complete=True, iteration_log=False
+    )
+    handler.attach(trainer)
     trainer.run()
     runs = {r.info.run_id: r for r in client.search_runs([experiment])}
     assert len(runs) == 2 and runs[stale.info.run_id].info.status == "RUNNING"
