@@ -6,6 +6,7 @@ from monai_srb.nets.insertion import InsertedBlock, insert_blocks
 from monai_srb.nets.srb_classifiers import SRBDenseNet121, SRBResNet50
 from monai_srb.nets.srb_spm import SimpleParallelModule, SRBSPMNet, dilate_resnet_
 from monai_srb.nets.srb_unet import PAPER_UNET_FEATURES, SRB_POSITIONS, SRBUNet
+from monai_srb.nets.tuning import init_srbs, param_groups
 
 __all__ = [
     "InsertedBlock",
@@ -17,5 +18,7 @@ __all__ = [
     "SRB_POSITIONS",
     "SimpleParallelModule",
     "dilate_resnet_",
+    "init_srbs",
     "insert_blocks",
+    "param_groups",
 ]

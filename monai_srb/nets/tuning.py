@@ -1,11 +1,10 @@
 """
-Knobs the SRB investigation turns that the bundles do not expose as arguments: the initial ``alpha`` and
-``W`` of every Spectral Residual Block, and a learning rate (and weight decay) of its own for the spectral
-branch. Grids reach them as bundle components (``workflows/`` is on ``sys.path`` when
-``run_experiments.py`` runs), e.g.
-``"srb_network": {"_target_": "srb_tuning.init_srbs", "network": "@network_def", "alpha": 0.1}`` with
+Knobs of the SRB investigation that the bundles do not expose as arguments: the initial ``alpha`` and ``W``
+of every Spectral Residual Block, and a learning rate (and weight decay) of its own for the spectral branch.
+A bundle or grid reaches them as components, e.g.
+``"srb_network": {"_target_": "monai_srb.nets.init_srbs", "network": "@network_def", "alpha": 0.1}`` with
 ``"network": "$@srb_network.to(@device)"``, and
-``"optimizer#params": {"_target_": "srb_tuning.param_groups", "network": "@network", "lr": "@lr", ...}``.
+``"optimizer#params": {"_target_": "monai_srb.nets.param_groups", "network": "@network", "lr": "@lr", ...}``.
 """
 
 from __future__ import annotations
@@ -21,7 +20,17 @@ __all__ = ["init_srbs", "param_groups"]
 
 
 def init_srbs(network: nn.Module, alpha: float | None = None, weight: float | None = None) -> nn.Module:
-    """Set ``alpha`` and/or the spectral ReLU's ``W`` of every SRB in ``network``; returns ``network``."""
+    """
+    Set ``alpha`` and/or the spectral ReLU's ``W`` of every :class:`SpectralResidualBlock` in ``network``, in place.
+
+    Args:
+        network: any module; the SRBs among its submodules are changed.
+        alpha: the value every SRB's ``alpha`` is filled with; ``None`` leaves it.
+        weight: the value every spectral ReLU's ``W`` is filled with; ``None`` leaves it.
+
+    Returns:
+        ``network`` itself.
+    """
     with torch.no_grad():
         for module in network.modules():
             if isinstance(module, SpectralResidualBlock):
@@ -36,9 +45,18 @@ def param_groups(
     network: nn.Module, lr: float, spectral_lr_mult: float = 1.0, spectral_weight_decay: float | None = None
 ) -> list[dict[str, Any]]:
     """
-    Two optimiser groups: everything outside the SRBs at ``lr``, the SRBs' parameters (``alpha``, ``phi``,
-    an AOM's matrices) at ``lr * spectral_lr_mult`` and, when given, their own weight decay (``0``: the
-    decay no longer pulls ``alpha`` back to 0).
+    Two optimiser parameter groups: everything outside the SRBs, and the SRBs' own parameters (``alpha``,
+    ``phi``, an AOM's matrices). An empty group is left out.
+
+    Args:
+        network: the network whose parameters are split.
+        lr: the optimiser's learning rate; the first group takes it from the optimiser.
+        spectral_lr_mult: the SRB group's learning rate is ``lr * spectral_lr_mult``.
+        spectral_weight_decay: the SRB group's own weight decay; ``None``: the optimiser's (``0``: the decay no
+            longer pulls ``alpha`` back to 0).
+
+    Returns:
+        the groups, for ``torch.optim.Optimizer(params=...)``.
     """
     spectral = {id(p) for m in network.modules() if isinstance(m, SpectralResidualBlock) for p in m.parameters()}
     groups: list[dict[str, Any]] = [
