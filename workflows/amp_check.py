@@ -2,8 +2,8 @@
 Mixed precision: does each SRB run under autocast at sizes cuFFT's half precision cannot take, does it agree
 with float32, and what does autocast buy (the GPU part of the performance issue).
 
-    python workflows/amp_check.py                      # CUDA: fp16 at 97 x 131; AMP/fp32 and SRB_F/conv at 256^2
-    python workflows/amp_check.py --device cpu --dtype bfloat16 --size 32 --check-size 13 17   # seconds, CPU
+    python -m workflows.amp_check                      # CUDA: fp16 at 97 x 131; AMP/fp32 and SRB_F/conv at 256^2
+    python -m workflows.amp_check --device cpu --dtype bfloat16 --size 32 --check-size 13 17   # seconds, CPU
 
 1. Agreement. SRB_F, SRB_A and SRB_DCT (C=16, batch 2, alpha 0.5, training mode) take an input of
    ``--check-size`` (non-powers of 2, 97 x 131 by default) in ``--dtype`` under ``torch.autocast``, as they
@@ -19,21 +19,15 @@ Prints a markdown table and writes ``<out>/amp_check.json``; exits 1 when an agr
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 
 from monai_srb.blocks import SpectralResidualBlock
-
-_spec = importlib.util.spec_from_file_location("srb_benchmark", Path(__file__).with_name("benchmark.py"))
-benchmark = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = benchmark  # dataclasses look their module up while the class is built
-_spec.loader.exec_module(benchmark)
+from workflows import benchmark
 
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
 

@@ -9,10 +9,10 @@ A block whose estimated memory does not fit (Non-local's N x N attention at larg
 such instead of being run. Also the training-step time and inference latency of SRBUNet (+4 SRB_F) against
 the plain U-Net.
 
-    python workflows/benchmark.py                      # full grid, CSV + markdown + PNG into docs/benchmark
-    python workflows/benchmark.py --preset targets     # only the figures the performance targets name
-    python workflows/benchmark.py --preset smoke       # seconds; what the tests run
-    python workflows/benchmark.py --preset targets --breakdown 128   # and where SRB_F's time goes at 128^2
+    python -m workflows.benchmark                      # full grid, CSV + markdown + PNG into docs/benchmark
+    python -m workflows.benchmark --preset targets     # only the figures the performance targets name
+    python -m workflows.benchmark --preset smoke       # seconds; what the tests run
+    python -m workflows.benchmark --preset targets --breakdown 128   # and where SRB_F's time goes at 128^2
 
 Writes ``<out>/blocks.csv``, ``<out>/blocks.md``, ``<out>/blocks.png`` and ``<out>/networks.csv``; prints the
 markdown tables and the target ratios.
@@ -181,7 +181,9 @@ def bench_networks(size: int, device: torch.device, warmup: int, repeats: int) -
         with torch.no_grad():
             infer_ms = time_fn(lambda: net(x[:1]), warmup, repeats, device)
         params = sum(p.numel() for p in net.parameters())
-        rows.append({"network": label, "size": size, "params": params, "train_step_ms": train_ms, "inference_ms": infer_ms})
+        rows.append(
+            {"network": label, "size": size, "params": params, "train_step_ms": train_ms, "inference_ms": infer_ms}
+        )
     return rows
 
 
@@ -190,7 +192,9 @@ class _SkipPhi(nn.Module):
         return z
 
 
-def srb_breakdown(size: int, channels: int, batch: int, device: torch.device, warmup: int, repeats: int) -> list[tuple[str, float]]:
+def srb_breakdown(
+    size: int, channels: int, batch: int, device: torch.device, warmup: int, repeats: int
+) -> list[tuple[str, float]]:
     """
     Where SRB_F's forward+backward time goes, by ablation (timing parts in place, unlike a profiler, adds no
     overhead per op): the whole block, the block with ``phi`` skipped (the FFT, its inverse, the layout
@@ -275,7 +279,8 @@ def target_ratios(rows: list[Row], nets: list[dict[str, object]]) -> dict[str, f
     if "srb_fft" in at and "nonlocal" in at:
         ratios["Non-local / SRB_F (target >= 20)"] = at["nonlocal"] / at["srb_fft"]
     if len(nets) == 2:
-        ratios["SRBUNet / U-Net train step (target <= 1.10)"] = float(nets[1]["train_step_ms"]) / float(nets[0]["train_step_ms"])
+        train_ratio = float(nets[1]["train_step_ms"]) / float(nets[0]["train_step_ms"])
+        ratios["SRBUNet / U-Net train step (target <= 1.10)"] = train_ratio
     return ratios
 
 
@@ -296,7 +301,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     sizes2d, c2d, sizes3d, c3d, net_size = PRESETS[args.preset]
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads, device {device}")
+    cpu = platform.processor() or platform.machine()
+    print(f"torch {torch.__version__}, {cpu}, {args.threads} threads, device {device}")
 
     rows = []
     for dims, sizes, channels in ((2, sizes2d, c2d), (3, sizes3d, c3d)):
@@ -322,7 +328,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             writer.writerows(nets)
     print("\n" + table + "\n")
     for n in nets:
-        print(f"{n['network']:<18} {n['size']}²  params {n['params']:>9,}  train step {n['train_step_ms']:.1f} ms  inference {n['inference_ms']:.1f} ms")
+        print(f"{n['network']:<18} {n['size']}²  params {n['params']:>9,}  "
+              f"train step {n['train_step_ms']:.1f} ms  inference {n['inference_ms']:.1f} ms")
     if args.breakdown:
         parts = srb_breakdown(args.breakdown, c2d, args.batch, device, args.warmup, args.repeats)
         lines = [f"SRB_F at {args.breakdown}², C={c2d}, batch {args.batch}: forward+backward (ms)", "",

@@ -1,12 +1,13 @@
 """
-Figures of trained runs of a grid (``run_experiments.py`` output). Segmentation: Fig. 4-style overlays
-and effective receptive-field (ERF) maps, U-Net vs SRB-UNet, plus the ``alpha`` each SRB learned.
+Figures of trained runs of a grid (the output of ``python -m workflows.run_experiments``).
+Segmentation: Fig. 4-style overlays and effective receptive-field (ERF) maps, U-Net vs SRB-UNet, plus the
+``alpha`` each SRB learned.
 Classification (``--cam``): Fig. 5-style Grad-CAM maps, the PNGs the bundle's ``GradCAMHandler`` wrote for
 the same validation images, one row per variant.
 
-    python workflows/figures.py --out runs/experiments/isic_cpu --variants "U-Net" "U-Net + 4 SRB_F" \
+    python -m workflows.figures --out runs/experiments/isic_cpu --variants "U-Net" "U-Net + 4 SRB_F" \
         --seed 0 --fold 0 --figures docs/figures --erf-size 256
-    python workflows/figures.py --out runs/experiments/dermamnist_cpu --variants "ResNet-50" \
+    python -m workflows.figures --out runs/experiments/dermamnist_cpu --variants "ResNet-50" \
         "ResNet-50 + 2 SRB_F" --cam --figures docs/figures --prefix dermamnist_
 
 ERF: the gradient of the lesion logit at the central output pixel with respect to the input image
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,13 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_experiments import Job  # noqa: E402
-from srb_tuning import init_srbs  # noqa: E402
-
-from monai_srb.blocks import SpectralResidualBlock  # noqa: E402
+from monai_srb.blocks import SpectralResidualBlock
+from monai_srb.nets import init_srbs
+from workflows.grid import Job
 
 EFFECTIVE = 0.01
 

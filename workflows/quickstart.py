@@ -6,7 +6,7 @@ A toy task where long-range context matters: each image holds a faint square, an
 the cue from the square; the same network with one SRB_F can. Prints the receptive field of each and
 the accuracy each reaches after a short training.
 
-    python workflows/quickstart.py [--steps 200] [--size 24] [--lr 1e-2]
+    python -m workflows.quickstart [--steps 200] [--size 24] [--lr 1e-2]
 """
 
 from __future__ import annotations

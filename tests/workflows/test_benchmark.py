@@ -1,25 +1,18 @@
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
-from workflow_loader import load_workflow
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load():
-    return load_workflow("benchmark")
+from workflows import amp_check, benchmark
 
 
 def test_smoke_preset_writes_every_output(tmp_path):
-    bench = _load()
-    bench.main(["--preset", "smoke", "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path),
-                "--breakdown", "16"])
+    benchmark.main(["--preset", "smoke", "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path),
+                    "--breakdown", "16"])
     with open(tmp_path / "blocks.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {r["block"] for r in rows} == set(bench.BLOCKS)
+    assert {r["block"] for r in rows} == set(benchmark.BLOCKS)
     assert {r["spatial_dims"] for r in rows} == {"2", "3"}
     assert all(float(r["time_ms"]) > 0 and float(r["peak_mb"]) >= 0 for r in rows)
     assert all(float(r["page_faults"]) >= 0 for r in rows)  # counted on the CPU
@@ -33,19 +26,17 @@ def test_smoke_preset_writes_every_output(tmp_path):
 
 @pytest.mark.parametrize("block,positions,expected", [("nonlocal", 96**3, "does not fit"), ("srb_fft", 96**3, "")])
 def test_blocks_that_cannot_allocate_are_reported(block, positions, expected):
-    bench = _load()
-    need = bench.estimated_bytes(block, 2, 32, positions)
-    assert (need > bench._ram() // 2) == bool(expected)
+    need = benchmark.estimated_bytes(block, 2, 32, positions)
+    assert (need > benchmark._ram() // 2) == bool(expected)
     if expected:
         import torch
 
-        row = bench.bench_block(block, 3, 96, 32, 2, torch.device("cpu"), 0, 1)
+        row = benchmark.bench_block(block, 3, 96, 32, 2, torch.device("cpu"), 0, 1)
         assert row.time_ms is None and row.note.startswith(expected)
 
 
 def test_amp_check_runs_every_srb_under_autocast_at_odd_sizes(tmp_path):
-    amp = load_workflow("amp_check")
-    result = amp.main(["--device", "cpu", "--dtype", "bfloat16", "--check-size", "13", "17", "--size", "16",
+    result = amp_check.main(["--device", "cpu", "--dtype", "bfloat16", "--check-size", "13", "17", "--size", "16",
                        "--warmup", "0", "--repeats", "1", "--threads", "1", "--out", str(tmp_path)])
     assert set(result["agreement"]) == {"fft", "aom", "dct"}
     assert all(c["pass"] and 0 < c["output"] < 2e-2 for c in result["agreement"].values())

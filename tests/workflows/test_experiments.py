@@ -13,7 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
-from workflow_loader import load_workflow
+
+from workflows import figures
+from workflows.grid import Job, load_grid, plan, preset_variants, tracking_uri
+from workflows.results import RunRecord, format_table, latest_per_job, merge_uris, summarise
+from workflows.run_experiments import main
+from workflows.runner import job_costs, longest_first, mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
 GRIDS = sorted((ROOT / "workflows" / "grids").glob("*.json"))
@@ -44,43 +49,37 @@ def no_leaked_processes():
     assert not left, f"processes left running: {sorted(left)}"
 
 
-def _load(name: str):
-    return load_workflow(name)
-
-
-def _record(rx, variant, seed, fold, ious, status="FINISHED"):
-    return rx.RunRecord(variant, seed, fold, status, {"val_mean_iou": dict(enumerate(ious, 1))}, wall_s=60.0)
+def _record(variant, seed, fold, ious, status="FINISHED"):
+    return RunRecord(variant, seed, fold, status, {"val_mean_iou": dict(enumerate(ious, 1))}, wall_s=60.0)
 
 
 @pytest.mark.parametrize("grid", GRIDS, ids=lambda p: p.stem)
 def test_grids_name_their_variants_and_have_the_three_presets(grid):
-    rx = _load("run_experiments")
-    g = rx.load_grid(grid)
+    g = load_grid(grid)
     assert {"smoke", "cpu", "full"} <= set(g["presets"])
     assert g["baseline"] in g["variants"]
     for preset in g["presets"]:
-        jobs = rx.plan(g, preset)
+        jobs = plan(g, preset)
         assert jobs and all(j.overrides["seed"] == j.seed for j in jobs)
-    slugs = [rx.Job(v, 0, 0, {}).slug for v in g["variants"]]
+    slugs = [Job(v, 0, 0, {}).slug for v in g["variants"]]
     assert len(set(slugs)) == len(slugs)  # one run folder per variant
 
 
 def test_folds_are_averaged_within_a_seed_before_the_spread_over_seeds():
-    rx = _load("run_experiments")
     records = [
         # baseline: seed 0 folds 0.6 / 0.8 -> 0.7; seed 1 folds 0.5 / 0.7 -> 0.6
-        _record(rx, "U-Net", 0, 0, [0.5, 0.6]),
-        _record(rx, "U-Net", 0, 1, [0.9, 0.8]),
-        _record(rx, "U-Net", 1, 0, [0.5]),
-        _record(rx, "U-Net", 1, 1, [0.7]),
+        _record("U-Net", 0, 0, [0.5, 0.6]),
+        _record("U-Net", 0, 1, [0.9, 0.8]),
+        _record("U-Net", 1, 0, [0.5]),
+        _record("U-Net", 1, 1, [0.7]),
         # +0.1 on every pair
-        _record(rx, "SRB", 0, 0, [0.7]),
-        _record(rx, "SRB", 0, 1, [0.9]),
-        _record(rx, "SRB", 1, 0, [0.6]),
-        _record(rx, "SRB", 1, 1, [0.8]),
-        _record(rx, "SRB", 2, 0, [0.0], status="FAILED"),
+        _record("SRB", 0, 0, [0.7]),
+        _record("SRB", 0, 1, [0.9]),
+        _record("SRB", 1, 0, [0.6]),
+        _record("SRB", 1, 1, [0.8]),
+        _record("SRB", 2, 0, [0.0], status="FAILED"),
     ]
-    rows = rx.summarise(records, ["val_mean_iou"], "val_mean_iou", "U-Net", ["U-Net", "SRB"])
+    rows = summarise(records, ["val_mean_iou"], "val_mean_iou", "U-Net", ["U-Net", "SRB"])
     base, srb = rows
     assert (base.runs, base.seeds, base.folds) == (4, 2, 2)
     assert base.last["val_mean_iou"].mean == pytest.approx(0.65)
@@ -90,26 +89,24 @@ def test_folds_are_averaged_within_a_seed_before_the_spread_over_seeds():
     assert srb.failed == 1 and srb.runs == 4
     assert srb.delta.mean == pytest.approx(0.1) and srb.delta.std == pytest.approx(0.0, abs=1e-9)
     assert srb.wins == (4, 4) and srb.significant
-    table = rx.format_table(rows, ["val_mean_iou"], "val_mean_iou", "U-Net")
+    table = format_table(rows, ["val_mean_iou"], "val_mean_iou", "U-Net")
     lines = table.splitlines()
     assert len(lines) == 4 and lines[3].startswith("| SRB | 4 (2 x 2), 1 failed | 75.0 ± 7.1")
     assert "+10.0 ± 0.0 | 4/4 | no |" in lines[3]
 
 
 def test_scores_are_shown_x100_and_errors_in_mm_as_they_are():
-    rx = _load("run_experiments")
     history = {"val_mean_iou": {1: 0.75}, "val_hc_error_mm": {1: 4.25}}
-    records = [rx.RunRecord("U-Net", s, None, "FINISHED", history, wall_s=60.0) for s in range(2)]
-    rows = rx.summarise(records, ["val_mean_iou", "val_hc_error_mm"], "val_mean_iou", None, ["U-Net"])
-    line = rx.format_table(rows, ["val_mean_iou", "val_hc_error_mm"], "val_mean_iou", None).splitlines()[2]
+    records = [RunRecord("U-Net", s, None, "FINISHED", history, wall_s=60.0) for s in range(2)]
+    rows = summarise(records, ["val_mean_iou", "val_hc_error_mm"], "val_mean_iou", None, ["U-Net"])
+    line = format_table(rows, ["val_mean_iou", "val_hc_error_mm"], "val_mean_iou", None).splitlines()[2]
     assert line.startswith("| U-Net | 2 (2 x 1) | 75.0 ± 0.0 | 4.2 ± 0.0 |"), line
 
 
 def test_a_difference_smaller_than_its_spread_is_inside_the_noise():
-    rx = _load("run_experiments")
-    records = [_record(rx, "U-Net", s, None, [0.6]) for s in range(3)]
-    records += [_record(rx, "SRB", s, None, [v]) for s, v in enumerate([0.62, 0.57, 0.62])]
-    _, srb = rx.summarise(records, ["val_mean_iou"], "val_mean_iou", "U-Net")
+    records = [_record("U-Net", s, None, [0.6]) for s in range(3)]
+    records += [_record("SRB", s, None, [v]) for s, v in enumerate([0.62, 0.57, 0.62])]
+    _, srb = summarise(records, ["val_mean_iou"], "val_mean_iou", "U-Net")
     assert srb.wins == (2, 3) and srb.significant is False
 
 
@@ -121,22 +118,21 @@ def _table(text: str) -> list[list[str]]:
 @pytest.fixture(scope="module")
 def sequential_smoke(tmp_path_factory):
     """The smoke preset trained without Ray (its import fails), one job after another in this process."""
-    rx = _load("run_experiments")
     out = tmp_path_factory.mktemp("sequential")
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setitem(sys.modules, "ray", None)  # import ray raises ImportError
-        text = rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out), "--threads", "1"])
+        text = main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out), "--threads", "1"])
     return out, text, printed.getvalue()
 
 
+@pytest.mark.slow
 def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(sequential_smoke, capsys):
-    rx = _load("run_experiments")
     out, text, printed = sequential_smoke
     assert 'Ray is not installed: the jobs run one after another in this process' in printed
     assert 'pip install -e ".[grid]"' in printed
-    grid = rx.load_grid(ISIC)
-    variants = rx.preset_variants(grid, "smoke")
+    grid = load_grid(ISIC)
+    variants = preset_variants(grid, "smoke")
     table = [line for line in text.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[0][2:] for line in table] == variants
     assert all(f"| {len(grid['presets']['smoke']['seeds'])} (" in line for line in table)
@@ -145,33 +141,33 @@ def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(se
     # one line per finished job: variant, seed, fold, key metric, minutes
     for v in variants:
         for s in grid["presets"]["smoke"]["seeds"]:
-            assert re.search(rf"^{re.escape(v)} \| seed {s} \| fold None \| val_mean_iou 0\.\d{{4}} \| \d+\.\d min$", printed, re.M)
+            line = rf"^{re.escape(v)} \| seed {s} \| fold None \| val_mean_iou 0\.\d{{4}} \| \d+\.\d min$"
+            assert re.search(line, printed, re.M)
     # every job's output went to its log, not to the console
     assert "Epoch[2] Metrics" in (out / "runs" / "U_Net__s0" / "job.log").read_text() and "Epoch[" not in printed
 
     # every run is in the one MLflow store with its tags; the server that served it is gone
     import mlflow
 
-    client = mlflow.MlflowClient(rx.tracking_uri(out))
+    client = mlflow.MlflowClient(tracking_uri(out))
     runs = client.search_runs([client.get_experiment_by_name("isic_table1__smoke").experiment_id])
     assert sorted((r.data.tags["srb.variant"], r.data.tags["srb.seed"]) for r in runs) == sorted(
         (v, str(s)) for v in variants for s in grid["presets"]["smoke"]["seeds"]
     )
     assert all(r.info.status == "FINISHED" and "val_mean_iou" in r.data.metrics for r in runs)
-    assert sorted(p.name for p in out.iterdir()) == ["mlartifacts", "mlflow.db", "mlflow_server.log", "results.md", "runs",
-                                                     "summary.png"]  # no per-worker stores
+    written = ["mlartifacts", "mlflow.db", "mlflow_server.log", "results.md", "runs", "summary.png"]
+    assert sorted(p.name for p in out.iterdir()) == written  # no per-worker stores
     # a second call (Ray installed or not) finds every job FINISHED, trains nothing and reports the same table
     capsys.readouterr()
-    assert rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out)]) == text
+    assert main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out)]) == text
     assert f"{len(runs)} of {len(runs)} jobs are FINISHED in MLflow already: skipped" in capsys.readouterr().out
     # a report covers only the seeds and variants asked for
-    some = rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out), "--report-only",
+    some = main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out), "--report-only",
                     "--seeds", "0", "--variants", *variants[:2]])
     rows = [line for line in some.splitlines() if line.startswith("| ")][1:]
     assert [line.split(" | ")[0][2:] for line in rows] == variants[:2]
     assert all(line.split(" | ")[1] == "1 (1 x 1)" for line in rows)
 
-    figures = _load("figures")
     result = figures.main(
         ["--out", str(out), "--variants", variants[0], variants[-1], "--seed", "0", "--figures",
          str(out / "fig"), "--erf-size", "64"]
@@ -183,11 +179,11 @@ def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(se
     assert json.loads((out / "fig" / "erf.json").read_text())["alpha"] == result["alpha"]
 
 
+@pytest.mark.slow
 def test_the_grid_mlflow_server_runs_no_job_consumers(tmp_path):
     # MLflow 3's server starts a job runner and seven polling huey consumers that took a quarter of a core
     # while idle; the grid's server turns them off.
-    rx = _load("run_experiments")
-    with rx.mlflow_server(tmp_path) as uri:
+    with mlflow_server(tmp_path) as uri:
         port = uri.rsplit(":", 1)[1]
         leader = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _cmdline(p).count(f"--port {port}")]
         group = {os.getpgid(int(p.name)) for p in leader}
@@ -210,19 +206,20 @@ def _pgid(proc: Path) -> int | None:
         return None
 
 
-def _runs(rx, out: Path, experiment: str = "isic_table1__smoke") -> list:
+def _runs(out: Path, experiment: str = "isic_table1__smoke") -> list:
     import mlflow
 
-    client = mlflow.MlflowClient(rx.tracking_uri(out))
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id], order_by=["attributes.start_time"])
+    client = mlflow.MlflowClient(tracking_uri(out))
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    return client.search_runs([experiment_id], order_by=["attributes.start_time"])
 
 
+@pytest.mark.slow
 def test_two_ray_workers_give_the_sequential_table_value_for_value(sequential_smoke, tmp_path):
     pytest.importorskip("ray")
-    rx = _load("run_experiments")
-    text = rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(tmp_path), "--cpus", "2", "--threads", "1"])
+    text = main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(tmp_path), "--cpus", "2", "--threads", "1"])
     assert _table(text) == _table(sequential_smoke[1])
-    runs = _runs(rx, tmp_path)
+    runs = _runs(tmp_path)
     assert len(runs) == 6 and all(r.info.status == "FINISHED" and r.data.tags["srb.ray_node"] for r in runs)
     # two at a time: some two runs overlap in time
     spans = [(r.info.start_time, r.info.end_time) for r in runs]
@@ -232,32 +229,33 @@ def test_two_ray_workers_give_the_sequential_table_value_for_value(sequential_sm
 
 
 def test_jobs_start_longest_first_by_parameter_count():
-    rx = _load("run_experiments")
-    grid = rx.load_grid(ISIC)
+    grid = load_grid(ISIC)
     grid["variants"]["U-Net"] = {"srb_positions": ["nowhere"]}  # cannot be built
     names = ["U-Net*", "U-Net", "U-Net + 1 Non-local", "U-Net + 4 SRB_F, dense phi (groups 1)", "U-Net + 1 SRB_F"]
-    jobs = rx.plan(grid, "smoke", variants=names)
-    costs = rx.job_costs(grid, jobs)
+    jobs = plan(grid, "smoke", variants=names)
+    costs = job_costs(grid, jobs)
     assert costs == {"U-Net*": 1_850_130, "U-Net": float("inf"), "U-Net + 1 Non-local": 2_080_274,
                      "U-Net + 4 SRB_F, dense phi (groups 1)": 2_299_878, "U-Net + 1 SRB_F": 1_952_027}
-    ordered = rx.longest_first(jobs, costs)
+    ordered = longest_first(jobs, costs)
     # the network that cannot be built first (its job fails early), then by decreasing size, seeds in order
-    assert [(j.variant, j.seed) for j in ordered] == [(v, s) for v in [names[i] for i in (1, 3, 2, 4, 0)] for s in (0, 1)]
+    expected = [names[i] for i in (1, 3, 2, 4, 0)]
+    assert [(j.variant, j.seed) for j in ordered] == [(v, s) for v in expected for s in (0, 1)]
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_reported_and_recorded_failed_while_the_others_finish(tmp_path):
     pytest.importorskip("ray")
-    rx = _load("run_experiments")
     grid = json.loads(ISIC.read_text())
     grid["variants"]["U-Net + 1 SRB_F"]["srb_positions"] = ["nowhere"]  # the injected bad override
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps(grid))
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as e:
-        rx.main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(out), "--cpus", "2", "--seeds", "0"])
-    assert str(e.value.code).startswith("1 of 3 jobs FAILED") and "U-Net + 1 SRB_F seed 0 fold None: " in str(e.value.code)
+        main(["--grid", str(grid_file), "--preset", "smoke", "--out", str(out), "--cpus", "2", "--seeds", "0"])
+    assert str(e.value.code).startswith("1 of 3 jobs FAILED")
+    assert "U-Net + 1 SRB_F seed 0 fold None: " in str(e.value.code)
     assert "nowhere" in str(e.value.code)
-    runs = {r.data.tags["srb.variant"]: r for r in _runs(rx, out)}
+    runs = {r.data.tags["srb.variant"]: r for r in _runs(out)}
     assert {v: r.info.status for v, r in runs.items()} == {
         "U-Net": "FINISHED", "U-Net + 1 SRB_F": "FAILED", "U-Net + 4 SRB_F": "FINISHED"
     }
@@ -273,12 +271,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_two_node_ray_cluster_runs_the_grid_through_address(tmp_path):
     pytest.importorskip("ray")
     ray_bin = Path(sys.executable).parent / "ray"
     port = _free_port()
-    # token authentication needs the token on every node; one machine's test cluster does without
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    # token authentication needs the token on every node; one machine's test cluster does without. The nodes
+    # start elsewhere and without the repository on their path: the runner hands it to the workers it uses.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(RAY_AUTH_MODE="disabled", OMP_NUM_THREADS="1")
     common = ["--num-cpus", "1", "--block", "--node-ip-address", "127.0.0.1"]
     nodes = []
     try:
@@ -293,16 +294,16 @@ def test_a_two_node_ray_cluster_runs_the_grid_through_address(tmp_path):
             _wait_for(node_dir / "ray.log", "block forever", nodes[-1])
         out = tmp_path / "out"
         done = subprocess.run(
-            [sys.executable, str(ROOT / "workflows" / "run_experiments.py"), "--grid", str(ISIC), "--preset", "smoke",
+            [sys.executable, "-m", "workflows.run_experiments", "--grid", str(ISIC), "--preset", "smoke",
              "--out", str(out), "--address", f"127.0.0.1:{port}", "--variants", "U-Net", "U-Net + 1 SRB_F"],
-            env=env, capture_output=True, text=True, timeout=600,
+            cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600,
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        rx = _load("run_experiments")
-        runs = _runs(rx, out)
+        runs = _runs(out)
         assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
         assert len({r.data.tags["srb.ray_node"] for r in runs}) == 2  # one core per node: both nodes trained
-        assert [row[:2] for row in _table(done.stdout)] == [["| U-Net", "2 (2 x 1)"], ["| U-Net + 1 SRB_F", "2 (2 x 1)"]]
+        expected = [["| U-Net", "2 (2 x 1)"], ["| U-Net + 1 SRB_F", "2 (2 x 1)"]]
+        assert [row[:2] for row in _table(done.stdout)] == expected
     finally:
         for node in reversed(nodes):  # `ray start --block` stops its node's processes on SIGTERM
             node.terminate()
@@ -330,55 +331,37 @@ def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 120
     ],
 )
 def test_bad_resources_are_usage_errors(tmp_path, args, message, capsys):
-    rx = _load("run_experiments")
     with pytest.raises(SystemExit) as e:
-        rx.main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(tmp_path), *args])
+        main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(tmp_path), *args])
     assert e.value.code == 2 and message in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
 def test_merge_reads_the_stores_of_earlier_versions(tmp_path):
-    rx = _load("run_experiments")
     for store in ("mlflow.db", "workers/0/mlflow.db", "workers/1/mlflow.db"):
         (tmp_path / store).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / store).touch()
-    assert rx.merge_uris(str(tmp_path)) == [
+    assert merge_uris(str(tmp_path)) == [
         f"sqlite:///{(tmp_path / s).resolve()}" for s in ("mlflow.db", "workers/0/mlflow.db", "workers/1/mlflow.db")
     ]
-    assert rx.merge_uris("http://10.0.0.1:5000") == ["http://10.0.0.1:5000"]
+    assert merge_uris("http://10.0.0.1:5000") == ["http://10.0.0.1:5000"]
     with pytest.raises(ValueError, match=r"--merge '.*empty'.*found none"):
-        rx.merge_uris(str(tmp_path / "empty"))
-
-
-def test_srb_tuning_sets_alpha_and_gives_the_spectral_branch_its_own_learning_rate():
-    tuning = _load("srb_tuning")
-    from monai_srb.nets import SRBUNet
-
-    net = tuning.init_srbs(SRBUNet(2, 3, 2, features=(4, 4, 4, 4, 4, 4), srb_positions=["before_up4", "after_up1"]), 0.1)
-    alphas = [m.alpha.item() for m in net.modules() if hasattr(m, "alpha")]
-    assert alphas == pytest.approx([0.1, 0.1])
-    groups = tuning.param_groups(net, 1e-3, spectral_lr_mult=10.0, spectral_weight_decay=0.0)
-    assert [g.get("lr") for g in groups] == [None, pytest.approx(1e-2)] and groups[1]["weight_decay"] == 0.0
-    assert sum(len(g["params"]) for g in groups) == len(list(net.parameters()))
-    assert sum(p.numel() for p in groups[1]["params"]) == sum(
-        p.numel() for n, p in net.named_parameters() if n.startswith("srb_")
-    )
+        merge_uris(str(tmp_path / "empty"))
 
 
 def test_a_rerun_replaces_the_earlier_run_of_the_same_job():
-    rx = _load("run_experiments")
-    old = _record(rx, "U-Net", 0, 1, [0.5])
-    failed = _record(rx, "U-Net", 0, 1, [0.1], status="FAILED")
-    new = _record(rx, "U-Net", 0, 1, [0.7])
-    other = _record(rx, "U-Net", 1, 1, [0.6], status="FAILED")
+    old = _record("U-Net", 0, 1, [0.5])
+    failed = _record("U-Net", 0, 1, [0.1], status="FAILED")
+    new = _record("U-Net", 0, 1, [0.7])
+    other = _record("U-Net", 1, 1, [0.6], status="FAILED")
     old.start_time, failed.start_time, new.start_time, other.start_time = 1, 3, 2, 1
-    kept = rx.latest_per_job([new, failed, old, other])
+    kept = latest_per_job([new, failed, old, other])
     assert sorted((r.seed, r.last("val_mean_iou")) for r in kept) == [(0, 0.7), (1, 0.6)]
 
 
 def test_each_variant_can_be_paired_with_its_own_baseline():
-    rx = _load("run_experiments")
-    records = [_record(rx, v, 0, None, [x]) for v, x in [("A", 0.5), ("A+SRB", 0.6), ("B", 0.8), ("B+SRB", 0.7)]]
-    rows = rx.summarise(records, ["val_mean_iou"], "val_mean_iou", {"A+SRB": "A", "B+SRB": "B"}, ["A", "A+SRB", "B", "B+SRB"])
+    records = [_record(v, 0, None, [x]) for v, x in [("A", 0.5), ("A+SRB", 0.6), ("B", 0.8), ("B+SRB", 0.7)]]
+    baselines = {"A+SRB": "A", "B+SRB": "B"}
+    rows = summarise(records, ["val_mean_iou"], "val_mean_iou", baselines, ["A", "A+SRB", "B", "B+SRB"])
     assert [None if r.delta is None else round(r.delta.mean, 6) for r in rows] == [None, 0.1, None, -0.1]
-    assert "Δ mean_iou vs its baseline" in rx.format_table(rows, ["val_mean_iou"], "val_mean_iou", {"A+SRB": "A"})
+    assert "Δ mean_iou vs its baseline" in format_table(rows, ["val_mean_iou"], "val_mean_iou", {"A+SRB": "A"})

@@ -5,14 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
-from workflow_loader import load_workflow
+
+from workflows.grid import load_grid, plan, preset_variants
 
 ROOT = Path(__file__).resolve().parents[2]
 GRID = ROOT / "workflows" / "grids" / "hc18.json"
-
-
-def _run_experiments():
-    return load_workflow("run_experiments")
 
 
 def _norms(network: torch.nn.Module) -> set[str]:
@@ -20,8 +17,7 @@ def _norms(network: torch.nn.Module) -> set[str]:
 
 
 def test_hc18_grid_loads_and_pairs_each_norm_with_its_own_u_net():
-    rx = _run_experiments()
-    grid = rx.load_grid(GRID)
+    grid = load_grid(GRID)
     assert {"smoke", "cpu_128", "cpu_256"} <= set(grid["presets"])
     assert {"val_dice", "val_hc_error_mm"} <= set(grid["metrics"])
     for variant, overrides in grid["variants"].items():
@@ -29,17 +25,16 @@ def test_hc18_grid_loads_and_pairs_each_norm_with_its_own_u_net():
             baseline = grid["variants"][grid["baselines"].get(variant, grid["baseline"])]
             assert not baseline["srb_positions"] and baseline["norm"] == overrides["norm"], variant
     # at least 10 paired runs per comparison at 128 px, one full fold set at 256 px
-    cpu_128, cpu_256 = rx.plan(grid, "cpu_128"), rx.plan(grid, "cpu_256")
+    cpu_128, cpu_256 = plan(grid, "cpu_128"), plan(grid, "cpu_256")
     assert len({(j.seed, j.fold) for j in cpu_128}) >= 10 and {j.overrides["image_size"] for j in cpu_128} == {128}
     assert {j.fold for j in cpu_256} == set(range(5)) and {j.overrides["image_size"] for j in cpu_256} == {256}
     assert all(j.overrides["mask_pattern"] == "{id}_mask.png" for j in cpu_128 + cpu_256)
 
 
 def test_hc18_smoke_preset_plans_and_builds_each_network(tmp_path):
-    rx = _run_experiments()
-    grid = rx.load_grid(GRID)
-    jobs = rx.plan(grid, "smoke")
-    assert [j.variant for j in jobs] == rx.preset_variants(grid, "smoke") and all(j.seed == 0 for j in jobs)
+    grid = load_grid(GRID)
+    jobs = plan(grid, "smoke")
+    assert [j.variant for j in jobs] == preset_variants(grid, "smoke") and all(j.seed == 0 for j in jobs)
     bundle = ROOT / grid["bundle"]
     for job in jobs:
         parser = ConfigParser()
@@ -48,13 +43,14 @@ def test_hc18_smoke_preset_plans_and_builds_each_network(tmp_path):
         network = parser.get_parsed_content("network_def")
         expected = {"batch": "BatchNorm2d", "instance": "InstanceNorm2d"}[job.overrides["norm"]]
         assert expected in _norms(network.conv_0)
-        assert sum(name.endswith(".alpha") for name, _ in network.named_parameters()) == len(job.overrides["srb_positions"])
+        alphas = [name for name, _ in network.named_parameters() if name.endswith(".alpha")]
+        assert len(alphas) == len(job.overrides["srb_positions"])
 
 
+@pytest.mark.slow
 def test_hc18_smoke_job_trains(tmp_path):
-    rx = _run_experiments()
-    grid = rx.load_grid(GRID)
-    (job,) = [j for j in rx.plan(grid, "smoke") if j.variant == "U-Net + 4 SRB_F, batch norm"]
+    grid = load_grid(GRID)
+    (job,) = [j for j in plan(grid, "smoke") if j.variant == "U-Net + 4 SRB_F, batch norm"]
     bundle = ROOT / grid["bundle"]
     workflow = ConfigWorkflow(
         config_file=[str(bundle / c) for c in grid["configs"]], logging_file=False, workflow_type=None,
