@@ -1,7 +1,8 @@
 """
-The ``monai-srb`` command: export a trained bundle, print the blocks' cost table, find the bundles.
+The ``monai-srb`` command: export a trained bundle, count the blocks' parameters and FLOPs, find the bundles.
 
-    monai-srb export --bundle_root "$(monai-srb bundle-path srb_skin_lesion_segmentation)" --ckpt_file runs/models/model.pt
+    B=$(monai-srb bundle-path srb_skin_lesion_segmentation)
+    monai-srb export --bundle_root "$B" --ckpt_file runs/models/model.pt
     monai-srb complexity --channels 256 --size 64
     monai-srb bundle-path srb_3d_segmentation          # one bundle's folder; without a name: every bundle
 
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "export", add_help=False, help="export a bundle's trained network to TorchScript and ONNX (--help for options)"
     )
     commands.add_parser(
-        "complexity", add_help=False, help="parameters and FLOPs of the blocks, the paper's Table 3 (--help for options)"
+        "complexity", add_help=False, help="parameters and inference FLOPs of the blocks (--help for options)"
     )
     path = commands.add_parser("bundle-path", help="print a bundle's folder; without a name, list every bundle")
     path.add_argument("name", nargs="?", default=None, help="e.g. srb_skin_lesion_segmentation")

@@ -48,7 +48,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from monai_srb.blocks.factory import block_names, make_block
+from monai_srb.blocks.factory import ATTENTION_BLOCKS, block_names, make_block
 
 __all__ = [
     "ComplexityReport",
@@ -206,7 +206,6 @@ def param_breakdown(module: nn.Module) -> dict[str, int]:
     return dict(out)
 
 
-
 def build_block(name: str, spatial_dims: int, channels: int, size: int, groups: int | None = None) -> nn.Module:
     """
     A block of :func:`monai_srb.blocks.make_block` as the cost tables measure it, for one square (cubic) map.
@@ -219,9 +218,9 @@ def build_block(name: str, spatial_dims: int, channels: int, size: int, groups: 
             used as they are, not resampled (which would add to the count).
         groups: ``groups`` of an SRB's two 1x1 convs; ``None``: the block's default. Other blocks have none.
     """
-    if name.startswith("srb_"):
-        return make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims, groups=groups)
-    return make_block(name, spatial_dims, channels)
+    if name in ATTENTION_BLOCKS:  # sized by their input alone, without 1x1 conv groups
+        return make_block(name, spatial_dims, channels)
+    return make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims, groups=groups)
 
 
 def render_table(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str = "markdown") -> str:

@@ -50,7 +50,8 @@ def test_an_installed_wheels_bundles_come_first(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", ["srb_unknown", "configs", "../bundles/srb_3d_segmentation"])
 def test_an_unknown_bundle_is_named_with_the_ones_there_are(name, capsys):
-    with pytest.raises(ValueError, match=rf"unknown bundle {re.escape(repr(name))}: the bundles are \[.*'srb_3d_segmentation'"):
+    message = rf"unknown bundle {re.escape(repr(name))}: the bundles are \[.*'srb_3d_segmentation'"
+    with pytest.raises(ValueError, match=message):
         cli.bundle_path(name)
     with pytest.raises(SystemExit) as exit_:
         cli.main(["bundle-path", name])
