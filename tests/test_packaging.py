@@ -41,6 +41,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     return zipfile.ZipFile(path)
 
 
+@pytest.mark.slow
 def test_wheel_carries_every_bundle_file(wheel):
     names = set(wheel.namelist())
     expected = {
@@ -54,6 +55,7 @@ def test_wheel_carries_every_bundle_file(wheel):
     assert not any("/runs/" in n for n in names)
 
 
+@pytest.mark.slow
 def test_wheel_carries_py_typed_and_the_console_script(wheel):
     names = wheel.namelist()
     assert "monai_srb/py.typed" in names and "monai_srb/cli.py" in names

@@ -66,6 +66,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return output_dir
 
 
+@pytest.mark.slow
 def test_checkpoints_load_with_weights_only(trained):
     best = torch.load(trained / "models" / "model.pt", weights_only=True)
     full = torch.load(trained / "models" / "checkpoint_epoch=1.pt", weights_only=True)
@@ -75,6 +76,7 @@ def test_checkpoints_load_with_weights_only(trained):
     assert any(k.startswith("srb_before_up4.") for k in best)  # the SRB_F really is in the network
 
 
+@pytest.mark.slow
 def test_mlflow_has_dice_iou_params_and_artifacts(trained):
     client, train_run = _train_run(trained)
     assert train_run.info.status == "FINISHED"
@@ -94,6 +96,7 @@ def test_mlflow_has_dice_iou_params_and_artifacts(trained):
     assert {a.path for a in client.list_artifacts(train_run.info.run_id)} >= {"checkpoints", "config"}
 
 
+@pytest.mark.slow
 def test_evaluate_on_the_validation_split_recomputes_the_best_checkpoints_metrics(trained):
     _run(trained, "evaluate", evaluate_split="val")
     with open(trained / "eval" / "metrics.csv") as f:
@@ -117,6 +120,7 @@ def _hippocampus_like(root: Path, num: int) -> Path:
     return data
 
 
+@pytest.mark.slow
 def test_evaluate_scores_every_case_of_another_decathlon_folder(trained, tmp_path):
     data = _hippocampus_like(tmp_path / "data", num=3)
     out = tmp_path / "eval_out"
@@ -133,6 +137,7 @@ def test_evaluate_scores_every_case_of_another_decathlon_folder(trained, tmp_pat
         assert {name for name, _ in csv.reader(f)} >= {"Dice_anterior", "Dice_posterior"}
 
 
+@pytest.mark.slow
 def test_inference_writes_labels_with_the_inputs_affine(trained):
     _run(trained, "inference")
     images = sorted((trained / "synthetic_data" / "imagesTs").glob("*.nii.gz"))
@@ -145,6 +150,7 @@ def test_inference_writes_labels_with_the_inputs_affine(trained):
         assert set(np.unique(np.asanyarray(pred.dataobj)).tolist()) <= {0, 1, 2}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("listed", [True, False], ids=["decathlon_training_list", "plain_nifti_folder"])
 def test_inference_on_a_decathlon_list_or_a_plain_folder(trained, tmp_path, listed):
     source = trained / "synthetic_data"
@@ -162,6 +168,7 @@ def test_inference_on_a_decathlon_list_or_a_plain_folder(trained, tmp_path, list
     assert sorted(p.name for p in (out / "predictions").iterdir()) == [f"{n}_seg.nii.gz" for n in names]
 
 
+@pytest.mark.slow
 def test_an_empty_folder_is_refused_for_inference(trained, tmp_path):
     with pytest.raises(Exception) as info:
         _run(tmp_path / "out", "inference", dataset_dir=str(tmp_path), ckpt_path=str(trained / "models" / "model.pt"))
@@ -223,6 +230,7 @@ def test_an_unknown_norm_is_refused(tmp_path, norm):
     )
 
 
+@pytest.mark.slow
 def test_batch_norm_run_logs_its_norm(tmp_path):
     _run(tmp_path, epochs=1, norm="batch")
     client, train_run = _train_run(tmp_path)
@@ -230,6 +238,7 @@ def test_batch_norm_run_logs_its_norm(tmp_path):
     assert {"Dice", "Dice_organ", "Dice_lesion"} <= set(train_run.data.metrics)
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_metrics(trained, tmp_path):
     _run(tmp_path, epochs=1)
     (client_a, run_a), (client_b, run_b) = _train_run(trained), _train_run(tmp_path)
@@ -237,6 +246,7 @@ def test_same_seed_gives_identical_metrics(trained, tmp_path):
         assert _history(client_a, run_a.info.run_id, key) == _history(client_b, run_b.info.run_id, key)
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_next_epoch(trained, tmp_path):
     _run(tmp_path, epochs=2, resume_from=str(trained / "models" / "checkpoint_epoch=1.pt"))
     client, resumed = _train_run(tmp_path)
@@ -265,6 +275,7 @@ def test_bad_data_stops_before_training(tmp_path):
     assert not list((tmp_path / "out").rglob("*.pt"))
 
 
+@pytest.mark.slow
 def test_network_matches_metadata_and_exports_to_torchscript(trained, tmp_path):
     verify_net_in_out(net_id="network_def", meta_file=META, config_file=_configs(), device="cpu", n=2)
     ts_path = tmp_path / "model.ts"
@@ -294,6 +305,7 @@ def test_network_choices_run_under_sliding_window(block, positions):
     assert out.shape == (1, 3, 40, 30, 32)
 
 
+@pytest.mark.slow
 def test_multi_gpu_config_runs_as_one_gloo_process(tmp_path, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -64,6 +64,7 @@ def _steps(client: mlflow.MlflowClient, run_id: str, key: str) -> list[int]:
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
+@pytest.mark.slow
 def test_monai_tracking_route_logs_nothing_twice(runs):
     # MONAI's MLFlowHandler would log to its own "monai_experiment" or, here, beside the bundle's handler
     assert [e.name for e in runs.experiments if e.name != "Default"] == [EXPERIMENT]
@@ -74,6 +75,7 @@ def test_monai_tracking_route_logs_nothing_twice(runs):
     assert _steps(runs.client, runs.evaluate.info.run_id, "val_mean_iou") == [1]
 
 
+@pytest.mark.slow
 def test_params_are_tracked_values_overrides_and_the_network_built(runs):
     params = runs.train.data.params
     assert params["epochs"] == "2" and params["image_size"] == "32"
@@ -85,6 +87,7 @@ def test_params_are_tracked_values_overrides_and_the_network_built(runs):
     assert len(params) < 50
 
 
+@pytest.mark.slow
 def test_tags_and_artifact_folders(runs):
     meta = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     tags = runs.train.data.tags
@@ -98,6 +101,7 @@ def test_tags_and_artifact_folders(runs):
     assert merged["epochs"] == 2 and merged["network_def"]["srb_positions"] == ["before_up1"]
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_logged_mlflow_model(runs):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", runs.client.tracking_uri)  # runs:/ URIs resolve through it
@@ -106,6 +110,7 @@ def test_best_checkpoint_is_the_logged_mlflow_model(runs):
     assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_evaluate_run_is_nested_under_the_training_run(runs):
     assert runs.evaluate.data.tags["mlflow.parentRunId"] == runs.train.info.run_id
     assert runs.evaluate.info.status == "FINISHED"
@@ -114,6 +119,7 @@ def test_evaluate_run_is_nested_under_the_training_run(runs):
     assert "eval" in {a.path for a in runs.client.list_artifacts(runs.evaluate.info.run_id)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("off", ["null", None])
 def test_tracking_uri_null_turns_tracking_off(tmp_path, off):
     _run(tmp_path, "train", epochs=1, tracking_uri=off)

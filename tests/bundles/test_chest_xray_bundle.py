@@ -68,6 +68,7 @@ def trained(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_train_writes_checkpoints_that_load_weights_only(trained):
     models = trained / "models"
     assert sorted(p.name for p in models.iterdir()) == [
@@ -81,6 +82,7 @@ def test_train_writes_checkpoints_that_load_weights_only(trained):
     assert full["trainer"]["iteration"] == 2 * full["trainer"]["epoch_length"]  # saved after epoch 2
 
 
+@pytest.mark.slow
 def test_train_logs_metrics_and_gradcam_artifacts_to_mlflow(trained):
     (run,) = _runs(trained)
     assert run.info.status == "FINISHED"
@@ -98,6 +100,7 @@ def test_train_logs_metrics_and_gradcam_artifacts_to_mlflow(trained):
     assert overlay.mode == "RGB" and overlay.size == (64, 32)  # input and overlay side by side
 
 
+@pytest.mark.slow
 def test_evaluate_recomputes_best_validation_metrics(trained):
     _run(trained, "evaluate", evaluate_split="val", **TINY)
     with open(trained / "eval" / "metrics.csv") as f:
@@ -117,6 +120,7 @@ def test_evaluate_recomputes_best_validation_metrics(trained):
     assert len(list((trained / "eval" / "cam").glob("cam_*.png"))) == 2
 
 
+@pytest.mark.slow
 def test_inference_writes_probabilities_per_class(trained, tmp_path):
     _run(trained, "inference", **TINY)  # every image of the data set
     with open(trained / "predictions" / "predictions.csv") as f:
@@ -136,6 +140,7 @@ def test_inference_writes_probabilities_per_class(trained, tmp_path):
     assert names == sorted([images[0].name, images[1].name, "colour.jpg"])
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_training(trained, tmp_path):
     # The first epoch again, from scratch: the same losses, metrics and weights as the trained run's first.
     _run(tmp_path, **{**TINY, "epochs": 1}, **_shared_store(trained, "same_seed"))
@@ -149,6 +154,7 @@ def test_same_seed_gives_identical_training(trained, tmp_path):
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_next_epoch(trained, tmp_path):
     checkpoint = trained / "models" / "checkpoint_epoch=1.pt"
     _run(tmp_path, resume_from=str(checkpoint), **TINY, **_shared_store(trained, "resume"))
@@ -183,6 +189,7 @@ def test_resnet50_by_network_def_override(tmp_path):
     assert png.parent == tmp_path and png.name.startswith("cam_00_x_") and Image.open(png).size == (64, 32)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "dermamnist.npz").exists(), reason="shared dermamnist.npz not available")
 def test_dermamnist_multi_class_subset(trained, tmp_path):
     settings = {**TINY, "epochs": 1, "dataset_dir": str(SHARED / "dermamnist.npz"), "max_samples": 16}
@@ -252,6 +259,7 @@ def _tiny_medmnist(path: Path, num_classes: int = 3) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_test_split_at_end_top1_accuracy_and_kept_checkpoints(trained, tmp_path):
     npz = _tiny_medmnist(tmp_path / "tiny.npz")
     settings = {**TINY, "dataset_dir": str(npz), "batch_size": 6, "keep_checkpoints": 1, "test_at_end": "yes"}

@@ -170,6 +170,7 @@ def _evaluate(bundle: str, *names: str, output_dir: Path) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}  # not the per-class dicts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle", NAMES)
 def test_multi_gpu_evaluate_runs_as_one_gloo_process_and_scores_as_evaluate(bundle, tmp_path, monkeypatch):
     torch.manual_seed(0)
