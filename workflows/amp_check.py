@@ -75,7 +75,8 @@ def timings(size: int, dtype: torch.dtype, device: torch.device, warmup: int, re
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m workflows.amp_check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float16")
     parser.add_argument("--check-size", type=int, nargs=2, default=[97, 131], metavar=("H", "W"))

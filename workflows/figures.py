@@ -153,7 +153,8 @@ def cam_figure(run_dirs: dict[str, Path], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m workflows.figures", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="the runner's --out folder")
     parser.add_argument("--variants", nargs="+", required=True, help="variants to compare, the first is the reference")
     parser.add_argument("--seed", type=int, default=0)

@@ -46,7 +46,8 @@ def receptive_field(net: nn.Module, size: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m workflows.quickstart", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--size", type=int, default=24)
     parser.add_argument("--lr", type=float, default=1e-2)

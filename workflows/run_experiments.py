@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     Raises:
         SystemExit: 2 on a usage error; with a message listing them when any job FAILED.
     """
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m workflows.run_experiments", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grid", required=True, help="a grid file, e.g. workflows/grids/isic_table1.json")
     parser.add_argument("--preset", required=True, help="one of the grid's presets (smoke, cpu, ..., full)")
     parser.add_argument("--out", required=True, help="folder of the MLflow store, the runs, the table and figures")
