@@ -39,7 +39,8 @@ def test_as_bool_accepts_the_documented_spellings(value, expected):
 
 @pytest.mark.parametrize("value", NOT_BOOLS, ids=[repr(v) for v in NOT_BOOLS])
 def test_as_bool_rejects_anything_else_naming_the_id(value):
-    with pytest.raises(ValueError, match=r"override 'weighted_loss' must be a boolean .* got " + re.escape(repr(value))):
+    message = r"override 'weighted_loss' must be a boolean .* got " + re.escape(repr(value))
+    with pytest.raises(ValueError, match=message):
         as_bool(value, "weighted_loss")
 
 
@@ -154,9 +155,10 @@ def test_disabled_lock_on_other_ranks_writes_nothing(tmp_path):
 
 
 def test_network_config_round_trip(tmp_path):
-    path = save_network_config(str(tmp_path / "models"), {"image_size": 64, "patch_size": (32, 32, 32), "block": "srb_aom"})
+    overrides = {"image_size": 64, "patch_size": (32, 32, 32), "block": "srb_aom"}
+    path = save_network_config(str(tmp_path / "models"), overrides)
     assert os.path.basename(path) == NETWORK_CONFIG_FILE
-    assert load_network_config(str(tmp_path / "models")) == {"image_size": 64, "patch_size": [32, 32, 32], "block": "srb_aom"}
+    assert load_network_config(str(tmp_path / "models")) == {**overrides, "patch_size": [32, 32, 32]}
     assert load_network_config(str(tmp_path / "none")) == {}
     save_network_config(str(tmp_path / "models"), {"image_size": 64}, network=SRBResNet50(2, 1, 3))
     assert load_network_config(str(tmp_path / "models")) == {

@@ -172,7 +172,8 @@ def test_inference_on_a_decathlon_list_or_a_plain_folder(trained, tmp_path, list
 def test_an_empty_folder_is_refused_for_inference(trained, tmp_path):
     with pytest.raises(Exception) as info:
         _run(tmp_path / "out", "inference", dataset_dir=str(tmp_path), ckpt_path=str(trained / "models" / "model.pt"))
-    assert any(isinstance(e, ValueError) and "neither a dataset.json nor any .nii" in str(e) for e in _causes(info.value))
+    message = "neither a dataset.json nor any .nii"
+    assert any(isinstance(e, ValueError) and message in str(e) for e in _causes(info.value))
 
 
 def _causes(error: BaseException) -> list[BaseException]:
@@ -211,7 +212,10 @@ def test_hippocampus_splits_160_40_and_names_its_classes(tmp_path):
 
 @pytest.mark.parametrize(
     "norm,layer,absent",
-    [("instance", torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d), ("batch", torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d)],
+    [
+        ("instance", torch.nn.InstanceNorm3d, torch.nn.BatchNorm3d),
+        ("batch", torch.nn.BatchNorm3d, torch.nn.InstanceNorm3d),
+    ],
 )
 def test_norm_override_sets_the_unets_norm(tmp_path, norm, layer, absent):
     net = _parsed(tmp_path, "network_def", norm=norm, srb_positions=[])

@@ -88,7 +88,9 @@ def test_every_boolean_id_is_parsed():
 
 
 @pytest.mark.parametrize("spelling,expected", SPELLINGS, ids=[repr(s) for s, _ in SPELLINGS])
-@pytest.mark.parametrize("bundle,extra,name,item", WHERE_USED, ids=[f"{b}-{'+'.join(e)}-{n}-{i}" for b, e, n, i in WHERE_USED])
+@pytest.mark.parametrize(
+    "bundle,extra,name,item", WHERE_USED, ids=[f"{b}-{'+'.join(e)}-{n}-{i}" for b, e, n, i in WHERE_USED]
+)
 def test_command_line_spellings_resolve_to_booleans(bundle, extra, name, item, spelling, expected, tmp_path):
     value = _parser(bundle, *extra, output_dir=str(tmp_path), **{name: spelling}).get_parsed_content(item)
     assert (value[name] if item == "flags" else value) is expected
@@ -99,9 +101,8 @@ def test_a_non_boolean_stops_the_run_before_anything_is_built(bundle, name, tmp_
     workflow = _workflow(bundle, output_dir=str(tmp_path), **{name: "maybe"})
     with pytest.raises(Exception) as error:
         workflow.initialize()
-    assert f"ValueError: override '{name}' must be a boolean (true/false, 1/0, yes/no in any case), got 'maybe'" in _causes(
-        error.value
-    )
+    expected = f"ValueError: override '{name}' must be a boolean (true/false, 1/0, yes/no in any case), got 'maybe'"
+    assert expected in _causes(error.value)
     assert not (tmp_path / "synthetic_data").exists() and not (tmp_path / "run.lock").exists()
 
 

@@ -18,7 +18,6 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, run
 from PIL import Image
 
-
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"

@@ -114,7 +114,9 @@ def test_load_from_a_local_folder_builds_the_network_and_nothing_else(bundle, wo
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     # workflow_type names the config: configs/train.json or configs/inference.json alone; load runs its initialize
-    loaded = load(name=bundle, bundle_dir=str(BUNDLES), model_file=str(weights), workflow_type=workflow_type, device="cpu")
+    loaded = load(
+        name=bundle, bundle_dir=str(BUNDLES), model_file=str(weights), workflow_type=workflow_type, device="cpu"
+    )
     expected = network.state_dict()
     assert all(torch.equal(value, expected[key]) for key, value in loaded.state_dict().items())
     assert os.listdir(cwd) == []  # no run.lock, synthetic data, MLflow store or network_config.json
@@ -178,7 +180,8 @@ def test_multi_gpu_evaluate_runs_as_one_gloo_process_and_scores_as_evaluate(bund
     (tmp_path / "models").mkdir()
     torch.save(network.state_dict(), tmp_path / "models" / "model.pt")  # the checkpoint evaluate.json loads
     single = _evaluate(bundle, output_dir=tmp_path)
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1"}.items():
+    env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "RANK": "0", "WORLD_SIZE": "1"}
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     ddp = _evaluate(bundle, "multi_gpu_evaluate", output_dir=tmp_path)
     assert not torch.distributed.is_initialized() and idist.backend() is None  # nothing left for the next run

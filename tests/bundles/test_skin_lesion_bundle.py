@@ -491,7 +491,8 @@ def test_resize_keeps_the_aspect_ratio_and_pads_to_a_square(tmp_path, keep_aspec
     Image.fromarray((disc * 255).astype(np.uint8), "L").save(tmp_path / "masks" / "a_segmentation.png")
     parser = ConfigParser()
     parser.read_config(_configs("train"))
-    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path / "out"), "dataset_dir": str(tmp_path), **TINY})
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path / "out"), "dataset_dir": str(tmp_path)})
+    parser.update(TINY)
     parser["keep_aspect"] = keep_aspect
     item = parser.get_parsed_content("validate#preprocessing")(parser.get_parsed_content("datalist")[0])
     image, label = item["image"][0], item["label"][0]
@@ -506,13 +507,20 @@ def test_resize_keeps_the_aspect_ratio_and_pads_to_a_square(tmp_path, keep_aspec
     "override,message",
     [
         ({"norm": "group"}, r"Unsupported option 'group', Available options are \{'(batch|instance)'"),
-        ({"in_channels": 1, "dataset_dir": "SYNTH"}, r"image .*synthetic_0000\.jpg has 3 channel\(s\) \(colour\), expected 1 as in_channels"),
-        ({"mask_pattern": "{id}_mask.png", "dataset_dir": "SYNTH"}, r"no mask in .*masks matches mask_pattern '\{id\}_mask\.png'"),
+        (
+            {"in_channels": 1, "dataset_dir": "SYNTH"},
+            r"image .*synthetic_0000\.jpg has 3 channel\(s\) \(colour\), expected 1 as in_channels",
+        ),
+        (
+            {"mask_pattern": "{id}_mask.png", "dataset_dir": "SYNTH"},
+            r"no mask in .*masks matches mask_pattern '\{id\}_mask\.png'",
+        ),
     ],
 )
 def test_bad_overrides_stop_the_run_naming_the_value(tmp_path, override, message):
     if override.get("dataset_dir") == "SYNTH":
-        override = {**override, "dataset_dir": make_synthetic_skin_lesions(tmp_path / "data", num_samples=4, image_size=(24, 32))}
+        synthetic = make_synthetic_skin_lesions(tmp_path / "data", num_samples=4, image_size=(24, 32))
+        override = {**override, "dataset_dir": synthetic}
     with pytest.raises(RuntimeError) as excinfo:
         _run("train", output_dir=str(tmp_path / "out"), epochs=1, **{**TINY, **override})
     assert isinstance(excinfo.value.__cause__, ValueError)
