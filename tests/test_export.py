@@ -19,7 +19,11 @@ CASES = [
     ("unet_4srb_f", lambda: SRBUNet(2, 3, 2, features=SMALL, srb_positions=ALL_UP), (2, 3, 48, 32)),
     ("unet_srb_a", lambda: SRBUNet(2, 3, 2, features=SMALL, block="srb_aom", spatial_size=(48, 32)), (2, 3, 48, 32)),
     ("densenet_2srb_f", lambda: SRBDenseNet121(2, 1, 14, spatial_size=64), (2, 1, 64, 64)),
-    ("unet3d_srb_f", lambda: SRBUNet(3, 1, 2, features=SMALL, srb_positions=["before_up4", "after_up2"]), (1, 1, 32, 32, 16)),
+    (
+        "unet3d_srb_f",
+        lambda: SRBUNet(3, 1, 2, features=SMALL, srb_positions=["before_up4", "after_up2"]),
+        (1, 1, 32, 32, 16),
+    ),
 ]
 
 
@@ -68,7 +72,7 @@ def test_matmul_dft_switch_and_restore():
     assert set_fft_impl_(net, "matmul") == 4
     with pytest.raises(ValueError, match=r"(?s)'dft'.*Available options"):
         set_fft_impl_(net, "dft")
-    with pytest.raises(ValueError, match=r"(?s)'dft'.*Available options"):  # rejected even where there is no SRB_F to set
+    with pytest.raises(ValueError, match=r"(?s)'dft'.*Available options"):  # even where there is no SRB_F to set
         set_fft_impl_(torch.nn.Conv2d(1, 1, 1), "dft")
 
 
@@ -94,7 +98,8 @@ def test_export_of_a_network_trained_one_epoch_by_a_bundle(tmp_path):
         batch_size=1,
         num_samples=1,
     )
-    main(["--bundle_root", str(bundle), "--ckpt_file", str(out / "models" / "model.pt"), "--out_dir", str(tmp_path / "exp")])
+    ckpt = str(out / "models" / "model.pt")
+    main(["--bundle_root", str(bundle), "--ckpt_file", ckpt, "--out_dir", str(tmp_path / "exp")])
     predictor = OnnxPredictor(str(tmp_path / "exp" / "model.onnx"))
     x = torch.randn(3, 1, 32, 32, 32)  # exported from a batch of 1: the batch must still be dynamic
     scripted = torch.jit.load(str(tmp_path / "exp" / "model.ts"))
@@ -132,7 +137,8 @@ def test_export_of_a_network_trained_at_another_image_size(tmp_path, name, store
     torch.save(net.state_dict(), models / "model.pt")
     if stored is not None:
         (models / "network_config.json").write_text(json.dumps({"overrides": stored}))
-    main(["--bundle_root", str(SKIN_BUNDLE), "--output_dir", str(tmp_path / "run"), "--out_dir", str(tmp_path / "exp"), *cli])
+    output_dir, exported = str(tmp_path / "run"), str(tmp_path / "exp")
+    main(["--bundle_root", str(SKIN_BUNDLE), "--output_dir", output_dir, "--out_dir", exported, *cli])
     x = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         expected = net(x)
@@ -146,7 +152,8 @@ def test_export_names_the_mismatch_when_the_overrides_are_missing(tmp_path):
 
     net = _bundle_network(SKIN_BUNDLE, **SKIN_SMALL)
     torch.save(net.state_dict(), tmp_path / "model.pt")
-    args = ["--bundle_root", str(SKIN_BUNDLE), "--ckpt_file", str(tmp_path / "model.pt"), "--out_dir", str(tmp_path / "x")]
+    ckpt = str(tmp_path / "model.pt")
+    args = ["--bundle_root", str(SKIN_BUNDLE), "--ckpt_file", ckpt, "--out_dir", str(tmp_path / "x")]
     with pytest.raises(ValueError, match=r"model.pt' does not fit the SRBUNet .* e.g. image_size .*size mismatch"):
         main([*args, "--features", "[4, 4, 8, 8, 16, 4]"])  # trained at 64, exported at the default 128
     with pytest.raises(SystemExit):

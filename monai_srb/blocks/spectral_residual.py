@@ -8,6 +8,7 @@ import torch
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
+from monai_srb.blocks._scaffold import check_block_input
 from monai_srb.blocks.pointwise import GroupedPointwiseConv
 from monai_srb.blocks.spectral_relu import SpectralReLU
 from monai_srb.spectral.base import FrequencyGrid
@@ -167,11 +168,7 @@ class SpectralResidualBlock(nn.Module):
         Returns:
             tensor of the same shape and dtype as ``x``.
         """
-        if x.ndim != self.spatial_dims + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"SpectralResidualBlock expects input (batch, {self.in_channels}, {self.spatial_dims} spatial dims), "
-                f"got shape {list(x.shape)}."
-            )
+        check_block_input(x, self.spatial_dims, self.in_channels, "SpectralResidualBlock")
         if not x.is_floating_point():
             # alpha cast to an integer dtype is 0: the block would silently return its input.
             raise ValueError(f"SpectralResidualBlock expects a floating-point input, got dtype {x.dtype}.")

@@ -9,6 +9,7 @@ from monai_srb.spectral import FourierTransform, SpectralTransform, register_tra
 from monai_srb.spectral.registry import TRANSFORMS
 
 PARAMETRIZED_AOM = ("aom", {"mode": "parametrization"})
+SRB_2D = {"spatial_dims": 2, "in_channels": 4}
 
 # (constructor kwargs, input shape)
 CASES = [
@@ -283,12 +284,12 @@ def test_a_registered_transform_builds_an_srb_by_name(identity_transform):
         ({"spatial_dims": 2, "in_channels": 4.0}, r"in_channels .*got 4.0 \(float\)"),
         ({"spatial_dims": 2, "in_channels": 4, "reduction": 2.0}, r"reduction .*got 2.0 \(float\)"),
         ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
-        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": -8}, r"spatial_size .*got -8 \(int\)"),
-        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
-        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": (16, 16.7)}, r"entry 16.7 \(float\)"),
-        ({"spatial_dims": 3, "in_channels": 4, "transform": "aom", "spatial_size": (8, 8)}, r"spatial_size .*\(2 entries\)"),
+        ({**SRB_2D, "transform": "aom", "spatial_size": -8}, r"spatial_size .*got -8 \(int\)"),
+        ({**SRB_2D, "transform": "aom", "spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
+        ({**SRB_2D, "transform": "aom", "spatial_size": (16, 16.7)}, r"entry 16.7 \(float\)"),
+        ({**SRB_2D, "spatial_dims": 3, "transform": "aom", "spatial_size": (8, 8)}, r"spatial_size .*\(2 entries\)"),
         ({"spatial_dims": 2, "in_channels": 4, "transform": "dct", "spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
-        ({"spatial_dims": 2, "in_channels": 4, "transform": "dct", "spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
+        ({**SRB_2D, "transform": "dct", "spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
         ({"spatial_dims": 2, "in_channels": 4, "transform": "fft", "spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
     ],
 )
@@ -302,7 +303,7 @@ def test_bad_arguments(kwargs, message):
     [
         ({"spatial_dims": 2, "in_channels": 4}, (1, 3, 8, 8), r"expects input \(batch, 4.*\[1, 3, 8, 8\]"),
         ({"spatial_dims": 2, "in_channels": 4}, (1, 4, 8, 8, 8), r"2 spatial dims.*\[1, 4, 8, 8, 8\]"),
-        ({"spatial_dims": 2, "in_channels": 4, "transform": "aom", "spatial_size": 8}, (1, 4, 8, 9), r"\[8, 8\].*\[8, 9\]"),
+        ({**SRB_2D, "transform": "aom", "spatial_size": 8}, (1, 4, 8, 9), r"\[8, 8\].*\[8, 9\]"),
     ],
 )
 def test_bad_inputs(kwargs, shape, message):
@@ -334,11 +335,13 @@ def test_short_name_in_bundle_config(target, args):
 def test_public_names_do_not_collide_with_monai():
     import inspect
 
-    import monai_srb
     from monai.bundle.config_item import ComponentLocator
 
+    import monai_srb
+
     locator = ComponentLocator()
-    components = [n for n in monai_srb.__all__ if inspect.isclass(getattr(monai_srb, n)) or inspect.isfunction(getattr(monai_srb, n))]
+    public = [getattr(monai_srb, n) for n in monai_srb.__all__]
+    components = [n for n, v in zip(monai_srb.__all__, public) if inspect.isclass(v) or inspect.isfunction(v)]
     assert "SpectralResidualBlock" in components and "retract_orthogonal_" in components
     for name in components:
         modules = locator.get_component_module_name(name)
