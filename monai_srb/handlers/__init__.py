@@ -12,18 +12,18 @@ from monai_srb.handlers.mlflow_tracking import (
     PROCESS_RUN_NAME,
     RUN_ID_STATE_KEY,
     SRBMLFlowHandler,
-    check_tracking_server,
-    config_overrides,
-    config_params,
-    default_tracking_uri,
-    describe_network,
-    skip_monai_tracking,
-    tracking_enabled,
 )
 from monai_srb.handlers.orthogonal_retraction import OrthogonalRetractionHandler
 from monai_srb.handlers.overlay import SegmentationOverlayHandler
 from monai_srb.handlers.random_states import RandomStates
+from monai_srb.handlers.run_params import config_overrides, config_params, describe_network
 from monai_srb.handlers.segmentation_confusion import SegmentationConfusionHandler
+from monai_srb.handlers.tracking_store import (
+    check_tracking_server,
+    default_tracking_uri,
+    skip_monai_tracking,
+    tracking_enabled,
+)
 
 __all__ = [
     "CHECKPOINT_SHA256_TAG",

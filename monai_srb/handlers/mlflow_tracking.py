@@ -1,7 +1,7 @@
 """
-MLflow glue: MONAI's MLFlowHandler with a usable default store, failed runs marked FAILED, resumed runs linked,
-the network actually built in params and tags, the best checkpoint logged as an MLflow model and evaluate runs
-linked to the training run they score.
+SRBMLFlowHandler: MONAI's MLFlowHandler with a usable default store (see :mod:`.tracking_store`), failed
+runs marked FAILED, resumed runs linked, the network actually built in params and tags (see :mod:`.run_params`),
+the best checkpoint logged as an MLflow model and evaluate runs linked to the training run they score.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ import json
 import logging
 import os
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,28 +27,14 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
-from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
 from monai.handlers import MLFlowHandler
 from monai.utils import flatten_dict
 from torch import nn
 
-from monai_srb.blocks import DoubleAttentionBlock, NonLocalBlock, SpectralResidualBlock
-from monai_srb.nets.insertion import InsertedBlock
-from monai_srb.spectral.registry import registered_name
+from monai_srb.handlers.run_params import _param_value, _running_parser, _unwrap, describe_network
+from monai_srb.handlers.tracking_store import check_tracking_server, default_tracking_uri
 
-__all__ = [
-    "CHECKPOINT_SHA256_TAG",
-    "PROCESS_RUN_NAME",
-    "RUN_ID_STATE_KEY",
-    "SRBMLFlowHandler",
-    "check_tracking_server",
-    "config_overrides",
-    "config_params",
-    "default_tracking_uri",
-    "describe_network",
-    "skip_monai_tracking",
-    "tracking_enabled",
-]
+__all__ = ["CHECKPOINT_SHA256_TAG", "PROCESS_RUN_NAME", "RUN_ID_STATE_KEY", "SRBMLFlowHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,232 +49,10 @@ _SCORED_SHA256_TAG = "srb.scored_checkpoint_sha256"
 # Tag of every run a handler creates: a RUNNING run is only joined by a handler of the process that made it.
 _PROCESS_TAG = "srb.process"
 _PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
-# Values that turn tracking off as a tracking_uri (`--tracking_uri null` reaches the config as "null").
-_TRACKING_OFF = ("", "null", "none", "off", "false")
-# How the ids of nested config items are written on the command line (`--network_def#srb_after`).
-_ID_SEP = "#"
-# MLflow accepts 6000 characters per param value; long lists or expressions carry no information worth it.
-_MAX_PARAM_LEN = 500
 # MONAI sends one request per iteration (the loss, then each optimizer param): metrics are buffered and sent
 # in batches of at most MLflow's 1000 metrics, at each epoch end and at least every _FLUSH_INTERVAL_S seconds.
 _MAX_METRICS_PER_BATCH = 1000
 _FLUSH_INTERVAL_S = 10.0
-
-
-def check_tracking_server(tracking_uri: str, timeout: float = 5.0) -> None:
-    """
-    Fail fast when an ``http(s)://`` tracking URI does not answer: MLflow's own client retries a dead
-    server for about 4 minutes before it raises. Any HTTP answer (even an error status) counts as alive;
-    other URIs (``sqlite:``, ``file:``, paths) are not checked.
-
-    Args:
-        tracking_uri: the MLflow tracking URI.
-        timeout: seconds to wait for the connection and the answer.
-
-    Raises:
-        ValueError: when ``timeout`` is not positive, or nothing answers at ``tracking_uri`` within it.
-    """
-    if not timeout > 0:
-        raise ValueError(f"tracking_timeout must be a positive number of seconds, got {timeout!r}.")
-    if not tracking_uri.lower().startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(tracking_uri, timeout=timeout):
-            pass
-    except urllib.error.HTTPError as answer:
-        answer.close()
-    except OSError as e:  # URLError (refused, unknown host), TimeoutError
-        if isinstance(getattr(e, "reason", e), ssl.SSLError):
-            return  # a TLS server answers; MLflow's own TLS settings decide whether it is trusted
-        raise ValueError(
-            f"MLflow tracking_uri {tracking_uri!r} does not answer within {timeout} s ({getattr(e, 'reason', e)}): "
-            "start `mlflow server` there, correct the URI, or leave tracking_uri unset for the local SQLite store."
-        ) from e
-
-
-def default_tracking_uri(output_dir: str) -> str:
-    """
-    ``sqlite:///<output_dir>/mlflow.db``: MLflow 3 deprecates the file store that MONAI's default
-    ``file:`` URI points at, so the bundles default to a SQLite store next to their other outputs.
-    Nothing is created here: :class:`SRBMLFlowHandler` makes the folder when it opens the store.
-    """
-    return f"sqlite:///{os.path.abspath(os.path.join(output_dir, 'mlflow.db'))}"
-
-
-def tracking_enabled(tracking_uri: str | None) -> bool:
-    """
-    Whether a bundle's ``tracking_uri`` asks for MLflow tracking: ``None`` (``--tracking_uri None``) and
-    ``"null"``, ``"none"``, ``"off"``, ``"false"`` or ``""`` in any case (``--tracking_uri null``) turn it off.
-
-    Args:
-        tracking_uri: the bundle's ``tracking_uri`` id.
-    """
-    return tracking_uri is not None and str(tracking_uri).strip().lower() not in _TRACKING_OFF
-
-
-def skip_monai_tracking() -> bool:
-    """
-    The bundles' ``is_not_rank0`` id: ``python -m monai.bundle run ... --tracking mlflow`` appends MONAI's own
-    ``MLFlowHandler`` to the trainer and the evaluator, ``_disabled_`` by this id, beside the bundle's
-    :class:`SRBMLFlowHandler`, which logged every loss and metric twice. The bundles track themselves, so this
-    id, evaluated only under ``--tracking``, says once that MONAI's handlers stay off and returns ``True``.
-    """
-    logger.warning(
-        "--tracking mlflow adds nothing to this bundle: it logs to MLflow itself (SRBMLFlowHandler; set "
-        "--tracking_uri / --experiment_name), so MONAI's MLFlowHandler entries are disabled and nothing is logged "
-        "twice. Turn tracking off with --tracking_uri null."
-    )
-    return True
-
-
-def _running_parser() -> ConfigParser | None:
-    """
-    The :class:`monai.bundle.ConfigParser` whose expression or component is being evaluated up the call stack,
-    or ``None`` outside a bundle. ``monai.bundle`` gives a config no handle on its own parser, and the
-    command-line overrides are merged into it and kept nowhere else.
-    """
-    frame = inspect.currentframe()
-    try:
-        while frame is not None:
-            candidate = frame.f_locals.get("self")
-            if isinstance(candidate, ConfigParser):
-                return candidate
-            frame = frame.f_back
-    finally:
-        del frame
-    return None
-
-
-def config_overrides(config_files: str | Sequence[str], config: Mapping[str, Any]) -> dict[str, Any]:
-    """
-    The ids of ``config`` whose raw content differs from the merged ``config_files``: the overrides of a run,
-    nested ones included (``{"network_def#srb_after": []}`` for ``--network_def#srb_after '[]'``; an item
-    appended to a list is ``<list id>#<index>``). ``_meta_`` and what ``--tracking mlflow`` patches in
-    (MONAI's default tracking settings, ``save_execute_config``) are left out.
-
-    Args:
-        config_files: the bundle config file(s) of the run, merged as ``monai.bundle run`` merges them.
-        config: the run's raw config after overrides (``ConfigParser.get()``), macros resolved.
-    """
-    base = ConfigParser()
-    base.read_config(config_files)
-    base.parse()  # resolves `%` macros and relative ids as the running parser did
-    found: dict[str, Any] = {}
-
-    def diff(ran: Any, filed: Any, prefix: str) -> None:
-        if isinstance(ran, Mapping) and isinstance(filed, Mapping):
-            for key, value in ran.items():
-                sub = f"{prefix}{_ID_SEP}{key}" if prefix else str(key)
-                if key in filed:
-                    diff(value, filed[key], sub)
-                else:
-                    found[sub] = value
-        elif isinstance(ran, list) and isinstance(filed, list) and len(ran) >= len(filed):
-            for i, value in enumerate(ran):
-                if i < len(filed):
-                    diff(value, filed[i], f"{prefix}{_ID_SEP}{i}")
-                else:
-                    found[f"{prefix}{_ID_SEP}{i}"] = value
-        elif not _equal(ran, filed):
-            found[prefix] = ran
-
-    diff(dict(config), base.get(), "")
-    patched = [v for v in DEFAULT_MLFLOW_SETTINGS["configs"].values() if isinstance(v, Mapping)]
-    skipped = (ConfigParser.meta_key, "save_execute_config")
-    return {
-        k: v for k, v in found.items()
-        if k.split(_ID_SEP)[0] not in skipped and not any(_equal(v, p) for p in patched)
-    }
-
-
-def _equal(a: Any, b: Any) -> bool:
-    try:
-        return bool(a == b)
-    except (ValueError, TypeError, RuntimeError):  # arrays and tensors compare elementwise
-        return a is b
-
-
-def _param_value(value: Any) -> str:
-    return str(value)[:_MAX_PARAM_LEN]
-
-
-def config_params(config_files: str | Sequence[str], tracked: Mapping[str, Any] | None = None) -> dict[str, str]:
-    """
-    MLflow params of a bundle run: the tracked hyper-parameters with the values this run uses, and every id
-    the run overrides (``network_def.srb_after`` for ``--network_def#srb_after '[]'``; MLflow names take
-    ``.`` where the config has ``#``), with its raw override. Called from a config expression, it finds the
-    running parser's merged config itself; elsewhere only ``tracked`` is returned.
-
-    Args:
-        config_files: the bundle config file(s) of the run.
-        tracked: id -> value actually used, the bundle's ``tracked_params`` object (one id a line).
-    """
-    params = {str(name): _param_value(value) for name, value in (tracked or {}).items()}
-    parser = _running_parser()
-    if parser is not None:
-        for name, value in config_overrides(config_files, parser.get()).items():
-            params.setdefault(name.replace(_ID_SEP, "."), _param_value(value))
-    return params
-
-
-_NORMS = (
-    ((nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d), "instance"),
-    ((nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm), "batch"),
-    ((nn.GroupNorm,), "group"),
-    ((nn.LayerNorm,), "layer"),
-)
-
-
-def _unwrap(network: nn.Module) -> nn.Module:
-    return network.module if isinstance(network, nn.parallel.DistributedDataParallel) else network
-
-
-def _block_name(block: nn.Module) -> str:
-    if isinstance(block, SpectralResidualBlock):
-        return f"srb_{registered_name(block.f)}"
-    return "nonlocal" if isinstance(block, NonLocalBlock) else "double_attention"
-
-
-def describe_network(network: nn.Module) -> dict[str, Any]:
-    """
-    What was built, read from the network itself (so nested overrides such as ``--network_def#srb_after '[]'``
-    or ``--network_def#unet_args ...`` show): its class, the blocks it holds (``srb_count``, their
-    ``srb_positions`` and ``block`` names, ``"none"`` without blocks) and the ``norm`` of its own layers
-    (``instance``, ``batch``, ``group``, ``layer`` or ``none``; the blocks' inner norms do not count).
-
-    Args:
-        network: the network, also inside ``DistributedDataParallel``.
-    """
-    network = _unwrap(network)
-    blocks: dict[str, nn.Module] = {}  # position -> block
-    block_names: list[str] = []  # the blocks' module names: their inner layers are not the network's
-
-    def inside_block(name: str) -> bool:
-        return any(not b or name == b or name.startswith(f"{b}.") for b in block_names)
-
-    for name, module in network.named_modules():
-        if inside_block(name):
-            continue
-        if isinstance(module, InsertedBlock):
-            blocks[f"{module.position}_{module.point or name}"] = module.block
-            block_names.append(f"{name}.block" if name else "block")
-        elif isinstance(module, (SpectralResidualBlock, NonLocalBlock, DoubleAttentionBlock)):
-            blocks[name.rsplit(".", 1)[-1].removeprefix("srb_") or "network"] = module
-            block_names.append(name)
-    norm = "none"
-    for name, module in network.named_modules():
-        found = [label for types, label in _NORMS if isinstance(module, types)]
-        if found and not inside_block(name):
-            norm = found[0]
-            break
-    names = sorted({_block_name(b) for b in blocks.values()})
-    return {
-        "network": type(network).__name__,
-        "srb_count": len(blocks),
-        "srb_positions": list(blocks),
-        "block": ",".join(names) or "none",
-        "norm": norm,
-    }
 
 
 @functools.lru_cache(maxsize=1)
