@@ -5,12 +5,13 @@ command-line override (nested ones included), and the network actually built, re
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from monai.bundle import ConfigParser
-from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS
+from monai.bundle.utils import DEFAULT_MLFLOW_SETTINGS, MACRO_KEY
 from torch import nn
 
 from monai_srb.blocks import DoubleAttentionBlock, NonLocalBlock, SpectralResidualBlock
@@ -56,27 +57,31 @@ def config_overrides(config_files: str | Sequence[str], config: Mapping[str, Any
     """
     base = ConfigParser()
     base.read_config(config_files)
+    raw = copy.deepcopy(base.get())  # before macros: a `%` copy of an overridden id is not an override of its own
     base.parse()  # resolves `%` macros and relative ids as the running parser did
     found: dict[str, Any] = {}
 
-    def diff(ran: Any, filed: Any, prefix: str) -> None:
+    def diff(ran: Any, filed: Any, unparsed: Any, prefix: str) -> None:
+        if isinstance(unparsed, str) and unparsed.startswith(MACRO_KEY):
+            return  # the id the macro copies is compared where it is defined
         if isinstance(ran, Mapping) and isinstance(filed, Mapping):
             for key, value in ran.items():
                 sub = f"{prefix}{_ID_SEP}{key}" if prefix else str(key)
                 if key in filed:
-                    diff(value, filed[key], sub)
+                    diff(value, filed[key], unparsed.get(key) if isinstance(unparsed, Mapping) else None, sub)
                 else:
                     found[sub] = value
         elif isinstance(ran, list) and isinstance(filed, list) and len(ran) >= len(filed):
             for i, value in enumerate(ran):
                 if i < len(filed):
-                    diff(value, filed[i], f"{prefix}{_ID_SEP}{i}")
+                    item = unparsed[i] if isinstance(unparsed, list) and i < len(unparsed) else None
+                    diff(value, filed[i], item, f"{prefix}{_ID_SEP}{i}")
                 else:
                     found[f"{prefix}{_ID_SEP}{i}"] = value
         elif not _equal(ran, filed):
             found[prefix] = ran
 
-    diff(dict(config), base.get(), "")
+    diff(dict(config), base.get(), raw, "")
     patched = [v for v in DEFAULT_MLFLOW_SETTINGS["configs"].values() if isinstance(v, Mapping)]
     skipped = (ConfigParser.meta_key, "save_execute_config")
     return {

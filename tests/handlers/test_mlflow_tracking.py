@@ -169,6 +169,8 @@ def _config(tmp_path: Path) -> Path:
         "epochs": 10,
         "lr": 0.1,
         "net": {"_target_": "torch.nn.Identity", "unused": {"depth": 2, "width": 4}},
+        "handler": {"_target_": "torch.nn.Identity", "depth": 1},
+        "handlers": ["%handler"],  # a copy of the named handler, as the bundles' handler lists take
         "tracked": {"epochs": "@epochs", "lr": "@lr", "steps": "$@epochs * 2"},
         "params": "$monai_srb.handlers.config_params(@config_files, @tracked)",
     }))
@@ -182,6 +184,7 @@ def _config(tmp_path: Path) -> Path:
         ({"epochs": 3}, {"epochs": "3", "lr": "0.1", "steps": "6"}),
         ({"net#unused#depth": 5, "extra": [1, 2]},
          {"epochs": "10", "lr": "0.1", "steps": "20", "net.unused.depth": "5", "extra": "[1, 2]"}),
+        ({"handler#depth": 3}, {"epochs": "10", "lr": "0.1", "steps": "20", "handler.depth": "3"}),  # once, not per copy
     ],
 )
 def test_config_params_are_tracked_values_and_overrides(tmp_path, overrides, expected):
