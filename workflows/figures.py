@@ -79,35 +79,72 @@ def _show_erf(ax: Any, grad: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
-def _rgb(image: torch.Tensor) -> np.ndarray:
-    return np.clip(np.moveaxis(image.numpy(), 0, -1), 0, 1)
+def _show_image(ax: Any, image: torch.Tensor) -> None:
+    """An RGB or grayscale (1-channel) image in [0, 1], (C, H, W)."""
+    pixels = np.clip(np.moveaxis(image.numpy(), 0, -1), 0, 1)
+    if pixels.shape[-1] == 1:
+        ax.imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(pixels)
 
 
-def overlays(models: dict[str, nn.Module], dataset: Any, path: Path, num_images: int = 4) -> None:
-    """Fig. 4 style: each image with the ground truth (green) and each network's prediction."""
-    import matplotlib.pyplot as plt
+def _iou(pred: np.ndarray, label: np.ndarray) -> float:
+    inter, union = ((pred == 1) & (label == 1)).sum(), ((pred == 1) | (label == 1)).sum()
+    return float(inter / max(union, 1))
 
-    colours = ["tab:blue", "tab:red", "tab:orange", "tab:purple"]
-    num_images = min(num_images, len(dataset))
-    fig, axes = plt.subplots(1, num_images, figsize=(3 * num_images, 3.4), squeeze=False)
-    for k, ax in enumerate(axes[0]):
+
+def _predict(net: nn.Module, image: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return net(image[None]).argmax(1)[0].numpy()
+
+
+def most_different(models: dict[str, nn.Module], dataset: Any, num_images: int) -> list[int]:
+    """
+    Indices of the ``num_images`` images of ``dataset`` where the first two networks of ``models`` differ most:
+    the largest |IoU of the first - IoU of the second| of the foreground, largest first (ties: dataset order).
+    """
+    first, second = list(models.values())[:2]
+    gaps = []
+    for k in range(len(dataset)):
         item = dataset[k]
         image, label = torch.as_tensor(item["image"]).float(), np.asarray(item["label"])[0]
-        ax.imshow(_rgb(image))
+        gaps.append(abs(_iou(_predict(first, image), label) - _iou(_predict(second, image), label)))
+    return sorted(range(len(gaps)), key=lambda k: -gaps[k])[:num_images]
+
+
+def overlays(models: dict[str, nn.Module], dataset: Any, path: Path, num_images: int = 4,
+             select: str = "first") -> list[int]:
+    """
+    Fig. 4 style: each image with the ground truth (green) and each network's prediction, with its foreground
+    IoU. ``select``: ``"first"``, the first ``num_images`` images; ``"differ"``, the images where the first two
+    networks differ most (:func:`most_different`). Returns the indices shown.
+    """
+    import matplotlib.pyplot as plt
+
+    if select not in ("first", "differ"):
+        raise ValueError(f"select must be 'first' or 'differ', got {select!r}.")
+    colours = ["tab:blue", "tab:red", "tab:orange", "tab:purple"]
+    num_images = min(num_images, len(dataset))
+    shown = list(range(num_images)) if select == "first" else most_different(models, dataset, num_images)
+    fig, axes = plt.subplots(1, num_images, figsize=(3 * num_images, 3.4), squeeze=False)
+    for k, ax in zip(shown, axes[0]):
+        item = dataset[k]
+        image, label = torch.as_tensor(item["image"]).float(), np.asarray(item["label"])[0]
+        _show_image(ax, image)
         ax.contour(label, levels=[0.5], colors="lime", linewidths=1.5)
         for (name, net), colour in zip(models.items(), colours):
-            with torch.no_grad():
-                pred = net(image[None]).argmax(1)[0].numpy()
-            inter, union = ((pred == 1) & (label == 1)).sum(), ((pred == 1) | (label == 1)).sum()
+            pred = _predict(net, image)
             ax.contour(pred, levels=[0.5], colors=colour, linewidths=1.0)
-            ax.plot([], [], color=colour, label=f"{name} (lesion IoU {inter / max(union, 1):.2f})")
+            ax.plot([], [], color=colour, label=f"{name} (IoU {_iou(pred, label):.2f})")
         ax.plot([], [], color="lime", label="ground truth")
         ax.legend(fontsize=6, loc="lower left")
-        ax.set_title(Path(str(item.get("name", item["image"].meta.get("filename_or_obj", k)))).stem, fontsize=8)
+        name = item.get("name") or getattr(item["image"], "meta", {}).get("filename_or_obj", k)
+        ax.set_title(Path(str(name)).stem, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return shown
 
 
 def erf_figure(models: dict[str, nn.Module], image: torch.Tensor, structural: dict[str, nn.Module],
@@ -118,7 +155,7 @@ def erf_figure(models: dict[str, nn.Module], image: torch.Tensor, structural: di
     if big_image is not None:
         panels += [(f"{n} (untrained, {big_image.shape[-1]} px, α=0.1)", m, big_image) for n, m in structural.items()]
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(3.2 * (len(panels) + 1), 4.0))
-    axes[0].imshow(_rgb(image))
+    _show_image(axes[0], image)
     axes[0].plot(image.shape[-1] // 2, image.shape[-2] // 2, "c+", ms=12)
     axes[0].set_title("input, + : output pixel", fontsize=8)
     axes[0].axis("off")
@@ -162,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--figures", required=True, help="folder of the PNGs")
     parser.add_argument("--prefix", default="", help="prefix of the PNG names")
     parser.add_argument("--num-images", type=int, default=4)
+    parser.add_argument("--select", choices=("first", "differ"), default="first",
+                        help="overlays: the first images, or those where the first two variants differ most")
     parser.add_argument("--erf-size", type=int, default=None, help="also map untrained networks at this size")
     parser.add_argument("--cam", action="store_true", help="classification runs: tile their Grad-CAM PNGs")
     args = parser.parse_args(argv)
@@ -181,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         net, ds, job = load_run(Path(args.out) / "runs" / slug)
         models[variant], jobs[variant] = net, job
         dataset = dataset if dataset is not None else ds
-    overlays(models, dataset, figures / f"{args.prefix}overlays.png", args.num_images)
+    shown = overlays(models, dataset, figures / f"{args.prefix}overlays.png", args.num_images, args.select)
     image = torch.as_tensor(dataset[0]["image"]).float()
     structural, big = {}, None
     if args.erf_size:
@@ -195,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             structural[variant] = init_srbs(p.get_parsed_content("network_def"), alpha=0.1).eval()
         big = torch.nn.functional.interpolate(image[None], size=(args.erf_size,) * 2, mode="bilinear")[0]
     fractions = erf_figure(models, image, structural, big, figures / f"{args.prefix}erf.png")
-    result = {"erf": fractions, "alpha": {v: srb_alphas(m) for v, m in models.items()}}
+    result = {"erf": fractions, "alpha": {v: srb_alphas(m) for v, m in models.items()}, "overlay_images": shown}
     (figures / f"{args.prefix}erf.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return result
