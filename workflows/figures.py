@@ -32,7 +32,7 @@ from torch import nn
 
 from monai_srb.blocks import SpectralResidualBlock
 from monai_srb.nets import init_srbs
-from workflows.grid import Job
+from workflows.grid import ROOT, Job
 
 EFFECTIVE = 0.01
 
@@ -42,14 +42,26 @@ def load_run(run_dir: Path) -> tuple[nn.Module, Any, dict[str, Any]]:
     from monai.bundle import ConfigParser
 
     job = json.loads((run_dir / "job.json").read_text())
-    overrides = job["overrides"]
-    bundle = Path(overrides["bundle_root"])
     parser = ConfigParser()
-    parser.read_config([str(bundle / "configs" / "train.json")])
-    parser.update({**overrides, "device": "$torch.device('cpu')"})
+    parser.read_config([str(run_bundle(job) / "configs" / "train.json")])
+    parser.update({**top_level(job["overrides"]), "device": "$torch.device('cpu')"})
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(run_dir / "models" / "model.pt", map_location="cpu", weights_only=True))
     return network.eval(), parser.get_parsed_content("validate#dataset"), job
+
+
+def run_bundle(job: dict[str, Any]) -> Path:
+    """The bundle a run trained with; this repository's bundle of that name when that folder is gone (a snapshot)."""
+    bundle = Path(job["overrides"]["bundle_root"])
+    return bundle if bundle.is_dir() else ROOT / "bundles" / bundle.name
+
+
+def top_level(overrides: dict[str, Any]) -> dict[str, Any]:
+    """
+    A run's overrides of top-level ids: all that builds its network and its data. Nested ids (handler settings
+    such as ``train#mlflow_handler#artifacts``) are left out: their paths change between bundle versions.
+    """
+    return {k: v for k, v in overrides.items() if "#" not in k}
 
 
 def srb_alphas(network: nn.Module) -> dict[str, float]:
@@ -228,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
         for variant, job in jobs.items():
             p = ConfigParser()
-            p.read_config([str(Path(job["overrides"]["bundle_root"]) / "configs" / "train.json")])
-            p.update({**job["overrides"], "image_size": args.erf_size, "device": "$torch.device('cpu')"})
+            p.read_config([str(run_bundle(job) / "configs" / "train.json")])
+            p.update({**top_level(job["overrides"]), "image_size": args.erf_size, "device": "$torch.device('cpu')"})
             torch.manual_seed(0)
             structural[variant] = init_srbs(p.get_parsed_content("network_def"), alpha=0.1).eval()
         big = torch.nn.functional.interpolate(image[None], size=(args.erf_size,) * 2, mode="bilinear")[0]
