@@ -184,7 +184,8 @@ def _config(tmp_path: Path) -> Path:
         ({"epochs": 3}, {"epochs": "3", "lr": "0.1", "steps": "6"}),
         ({"net#unused#depth": 5, "extra": [1, 2]},
          {"epochs": "10", "lr": "0.1", "steps": "20", "net.unused.depth": "5", "extra": "[1, 2]"}),
-        ({"handler#depth": 3}, {"epochs": "10", "lr": "0.1", "steps": "20", "handler.depth": "3"}),  # once, not per copy
+        # an override of a handler that a list holds as a `%` copy: logged once, not per copy
+        ({"handler#depth": 3}, {"epochs": "10", "lr": "0.1", "steps": "20", "handler.depth": "3"}),
     ],
 )
 def test_config_params_are_tracked_values_and_overrides(tmp_path, overrides, expected):
