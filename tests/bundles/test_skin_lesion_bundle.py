@@ -5,13 +5,11 @@ import json
 import os
 import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -299,38 +297,11 @@ def _free_port() -> int:
 
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w")
-    cmd = [
-        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", f"sqlite:///{tmp_path}/srv.db", "--artifacts-destination", str(tmp_path / "art"),
-    ]
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=SUBPROCESS_ENV, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow server exited: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer: {(tmp_path / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
+    """An ``mlflow server`` on a free loopback port over its own store, as the grid runner serves one."""
+    from workflows.runner import mlflow_server as serve
+
+    with serve(tmp_path / "server") as uri:
         yield uri
-    finally:
-        # The server forks its workers into the new session; stop the whole group it leads.
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 @pytest.mark.slow
