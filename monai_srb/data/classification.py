@@ -83,29 +83,21 @@ def classification_datalists(
     path: str | os.PathLike,
     task: str | None = None,
     in_channels: int = 1,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    patient_wise: bool = False,
-    require_images: bool = True,
-    check_images: str = "header",
     max_samples: int | None = None,
+    **folder_options: Any,
 ) -> dict[str, list[dict[str, Any]]]:
     """
     The data lists of either format, checked before training starts: :func:`chestxray14_datalists` for a
     folder (``task`` must be ``"multi-label"``; images are read, and converted to ``in_channels``, by the
-    bundle's loader), :func:`medmnist_datalists` for a ``.npz`` file (its official split; ``val_fraction``,
-    ``seed``, ``patient_wise``, ``require_images`` and ``check_images`` do not apply).
+    bundle's loader), :func:`medmnist_datalists` for a ``.npz`` file (its official split).
 
     Args:
         path: a ChestX-ray14 folder or a MedMNIST ``.npz`` file.
         task: ``"multi-label"`` or ``"multi-class"``; ``None``: :func:`infer_task`.
         in_channels: input channels of the network, 1 or 3.
-        val_fraction: see :func:`chestxray14_datalists`.
-        seed: see :func:`chestxray14_datalists`.
-        patient_wise: see :func:`chestxray14_datalists`.
-        require_images: see :func:`chestxray14_datalists`.
-        check_images: see :func:`chestxray14_datalists`.
         max_samples: keep only the first ``max_samples`` items of each part; ``None``: all.
+        folder_options: ``val_fraction``, ``seed``, ``patient_wise``, ``require_images`` and ``check_images``
+            of :func:`chestxray14_datalists`, for a folder; a ``.npz`` file has its own split and ignores them.
 
     Raises:
         ValueError: as the format's function, or ``"multi-class"`` for ChestX-ray14.
@@ -114,15 +106,7 @@ def classification_datalists(
         return medmnist_datalists(path, task=task, in_channels=in_channels, max_samples=max_samples)
     if task not in (None, "multi-label"):
         raise ValueError(f"ChestX-ray14 ({path}) is a multi-label task, got task={task!r}.")
-    return chestxray14_datalists(
-        path,
-        val_fraction=val_fraction,
-        seed=seed,
-        patient_wise=patient_wise,
-        require_images=require_images,
-        check_images=check_images,
-        max_samples=max_samples,
-    )
+    return chestxray14_datalists(path, max_samples=max_samples, **folder_options)
 
 
 def image_folder_datalist(folder: str | os.PathLike, check_images: str = "header") -> list[dict[str, Any]]:
