@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.utils import look_up_option
 from torch import nn
 
 from monai_srb.blocks import SpectralResidualBlock
@@ -133,8 +134,7 @@ def overlays(models: dict[str, nn.Module], dataset: Any, path: Path, num_images:
     """
     import matplotlib.pyplot as plt
 
-    if select not in ("first", "differ"):
-        raise ValueError(f"select must be 'first' or 'differ', got {select!r}.")
+    select = look_up_option(select, ("first", "differ"))
     colours = ["tab:blue", "tab:red", "tab:orange", "tab:purple"]
     num_images = min(num_images, len(dataset))
     shown = list(range(num_images)) if select == "first" else most_different(models, dataset, num_images)
