@@ -25,8 +25,8 @@ import numpy as np
 
 from workflows.grid import TAG, client_and_experiment, experiment_name, tracking_uri
 
-__all__ = ["Row", "RunRecord", "Stat", "format_table", "latest_per_job", "merge_uris", "plot_summary", "read_runs",
-           "report", "summarise"]
+__all__ = ["Row", "RunRecord", "Stat", "format_table", "latest_per_job", "merge_uris", "paired_table", "plot_summary",
+           "read_runs", "report", "summarise"]
 
 
 def merge_uris(path: str) -> list[str]:
@@ -252,6 +252,63 @@ def format_table(
     return "\n".join(lines) + "\n"
 
 
+def paired_table(
+    records: Sequence[RunRecord], metrics: Sequence[str], key_metric: str, baseline: str | Mapping[str, str] | None,
+    order: Sequence[str] | None = None,
+) -> str:
+    """
+    Markdown, one row per variant that has a baseline: the paired difference (variant - baseline, last epoch) of
+    each metric over the (seed, fold) runs both FINISHED, as mean ± std over those pairs, the key metric's
+    standard error and wins (for a key metric in mm, an error, a win is a lower value), the 2-standard-error rule
+    over pairs, and the key metric's per-pair differences (in seed, then fold order). Pairs are the runs
+    themselves, not seed means: with folds this is the finer test (its pairs share training images, so its
+    standard error is, if anything, optimistic). Empty when no variant has a paired baseline.
+    """
+    scale = {m: 1.0 if m.endswith("_mm") else 100.0 for m in metrics}
+    done = {(r.variant, r.seed, r.fold): r for r in records if r.status == "FINISHED"}
+    names = list(dict.fromkeys([*(order or []), *sorted({r.variant for r in records})]))
+    lines = []
+    for name in names:
+        ref = baseline.get(name) if isinstance(baseline, Mapping) else baseline
+        if not ref or ref == name:
+            continue
+        keys = sorted((s, f) for v, s, f in done if v == name and (ref, s, f) in done)
+        deltas: dict[str, list[float]] = {}
+        for m in metrics:
+            pairs = [(done[(name, *k)].last(m), done[(ref, *k)].last(m)) for k in keys]
+            if pairs and all(a is not None and b is not None for a, b in pairs):
+                deltas[m] = [scale[m] * (a - b) for a, b in pairs]
+        key = deltas.get(key_metric)
+        if not key:
+            continue
+        n = len(key)
+        sd = float(np.std(key, ddof=1)) if n > 1 else 0.0
+        se = sd / math.sqrt(n) if n > 1 else float("nan")
+        mean = float(np.mean(key))
+        cells = [name, ref, str(n)]
+        for m in metrics:
+            d = deltas.get(m)
+            spread = float(np.std(d, ddof=1)) if d is not None and n > 1 else 0.0
+            cells.append("—" if d is None else f"{_signed(float(np.mean(d)), 2)} ± {spread:.2f}")
+        cells.append(f"{se:.2f}" if n > 1 else "—")
+        lower_is_better = key_metric.endswith("_mm")
+        cells.append(f"{sum((x < 0) if lower_is_better else (x > 0) for x in key)}/{n}")
+        cells.append("n/a (1 pair)" if n < 2 else ("no" if abs(mean) >= 2 * se else "yes"))
+        cells.append(", ".join(_signed(x, 2) for x in key))
+        lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    short = [m.removeprefix("val_") for m in metrics]
+    header = ["variant", "baseline", "pairs", *(f"Δ {s}" for s in short), f"SE of Δ {short[metrics.index(key_metric)]}",
+              "wins", "inside noise (pairs)?", f"Δ {short[metrics.index(key_metric)]} per pair"]
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *lines]) + "\n"
+
+
+def _signed(x: float, digits: int) -> str:
+    """``+0.12`` / ``−0.12`` (a true minus sign, as in the tables)."""
+    return f"{'+' if x >= 0 else '−'}{abs(x):.{digits}f}"
+
+
 def plot_summary(rows: Sequence[Row], records: Sequence[RunRecord], key_metric: str, path: Path) -> None:
     """Bar chart of the key metric (last epoch, mean +- std over seeds, dots: seeds) and its mean curve."""
     import matplotlib
@@ -337,5 +394,12 @@ def report(
         "metrics at the last epoch.\n\n"
         + table
     )
+    pairs = paired_table(records, metrics, grid["key_metric"], baseline, order or list(grid["variants"]))
+    if pairs:
+        text += (
+            "\nPer (seed, fold) pair, variant - baseline at the last epoch (x100; in mm as they are, where a win is a "
+            "lower error), mean ± std over the pairs; inside the noise unless the key metric's mean is at least "
+            "twice its standard error over the pairs:\n\n" + pairs
+        )
     (out / "results.md").write_text(text)
     return text

@@ -12,11 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from workflows import figures
 from workflows.grid import Job, load_grid, plan, preset_variants, tracking_uri
-from workflows.results import RunRecord, format_table, latest_per_job, merge_uris, summarise
+from workflows.results import RunRecord, format_table, latest_per_job, merge_uris, paired_table, summarise
 from workflows.run_experiments import main
 from workflows.runner import job_costs, longest_first, mlflow_server
 
@@ -103,6 +104,43 @@ def test_scores_are_shown_x100_and_errors_in_mm_as_they_are():
     assert line.startswith("| U-Net | 2 (2 x 1) | 75.0 ± 0.0 | 4.2 ± 0.0 |"), line
 
 
+PAIR_CASES = [
+    # (SRB - U-Net per (seed, fold) pair in IoU, then the expected cells of its per-pair row)
+    ([0.01, 0.01, 0.01, 0.01], ["+1.00 ± 0.00", "0.00", "4/4", "no", "+1.00, +1.00, +1.00, +1.00"]),
+    ([0.02, -0.01, 0.005, -0.005], ["+0.25 ± 1.32", "0.66", "2/4", "yes", "+2.00, −1.00, +0.50, −0.50"]),
+    ([-0.03], ["−3.00 ± 0.00", "—", "0/1", "n/a (1 pair)", "−3.00"]),
+]
+
+
+@pytest.mark.parametrize("diffs,cells", PAIR_CASES)
+def test_the_per_pair_table_pairs_runs_by_seed_and_fold(diffs, cells):
+    keys = [(0, 0), (0, 1), (1, 0), (1, 1)][: len(diffs)]
+    history = lambda iou, mm: {"val_mean_iou": {1: 0.5, 2: iou}, "val_hc_error_mm": {2: mm}}  # noqa: E731
+    records = [RunRecord("U-Net", s, f, "FINISHED", history(0.9, 4.0)) for s, f in keys]
+    records += [RunRecord("SRB", s, f, "FINISHED", history(0.9 + d, 4.0 - 10 * d)) for (s, f), d in zip(keys, diffs)]
+    records += [RunRecord("SRB", 5, 0, "FINISHED", history(0.1, 9.0))]  # no baseline run of seed 5: not a pair
+    records += [RunRecord("U-Net", 0, 4, "FAILED", history(0.1, 9.0)), RunRecord("SRB", 0, 4, "FINISHED",
+                                                                             history(0.1, 9.0))]
+    metrics = ["val_mean_iou", "val_hc_error_mm"]
+    lines = paired_table(records, metrics, "val_mean_iou", "U-Net", ["U-Net", "SRB"]).splitlines()
+    assert lines[0].startswith("| variant | baseline | pairs | Δ mean_iou | Δ hc_error_mm | SE of Δ mean_iou | wins")
+    assert len(lines) == 3
+    row = lines[2].strip("| ").split(" | ")
+    assert row[:3] == ["SRB", "U-Net", str(len(diffs))]
+    assert [row[3], *row[5:]] == cells
+    hc = [-10 * d for d in diffs]  # the error moves in mm, as it is, the other way
+    assert row[4].startswith(("+" if np.mean(hc) >= 0 else "−") + f"{abs(np.mean(hc)):.2f} ± ")
+
+
+def test_the_per_pair_table_follows_each_variant_to_its_own_baseline_and_is_empty_without_one():
+    records = [RunRecord(v, 0, f, "FINISHED", {"val_mean_iou": {1: iou}})
+               for f in range(2) for v, iou in [("A", 0.5), ("A+SRB", 0.6), ("B", 0.7), ("B+SRB", 0.6)]]
+    table = paired_table(records, ["val_mean_iou"], "val_mean_iou", {"A+SRB": "A", "B+SRB": "B"})
+    rows = [line.strip("| ").split(" | ")[:4] for line in table.splitlines()[2:]]
+    assert rows == [["A+SRB", "A", "2", "+10.00 ± 0.00"], ["B+SRB", "B", "2", "−10.00 ± 0.00"]]
+    assert paired_table(records, ["val_mean_iou"], "val_mean_iou", None) == ""
+
+
 def test_a_difference_smaller_than_its_spread_is_inside_the_noise():
     records = [_record("U-Net", s, None, [0.6]) for s in range(3)]
     records += [_record("SRB", s, None, [v]) for s, v in enumerate([0.62, 0.57, 0.62])]
@@ -110,9 +148,17 @@ def test_a_difference_smaller_than_its_spread_is_inside_the_noise():
     assert srb.wins == (2, 3) and srb.significant is False
 
 
+def _first_table(text: str) -> list[str]:
+    """The body lines of a report's first table (the grid table; the per-pair table follows it)."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start + 2 : end]
+
+
 def _table(text: str) -> list[list[str]]:
-    """The rows of a report's table, without the header and the min/run column (a wall time)."""
-    return [line.split(" | ")[:-1] for line in text.splitlines() if line.startswith("| ")][1:]
+    """The rows of a report's grid table, without the header and the min/run column (a wall time)."""
+    return [line.split(" | ")[:-1] for line in _first_table(text)]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +179,7 @@ def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(se
     assert 'pip install -e ".[grid]"' in printed
     grid = load_grid(ISIC)
     variants = preset_variants(grid, "smoke")
-    table = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    table = _first_table(text)
     assert [line.split(" | ")[0][2:] for line in table] == variants
     assert all(f"| {len(grid['presets']['smoke']['seeds'])} (" in line for line in table)
     assert (out / "summary.png").stat().st_size > 0
@@ -164,7 +210,7 @@ def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(se
     # a report covers only the seeds and variants asked for
     some = main(["--grid", str(ISIC), "--preset", "smoke", "--out", str(out), "--report-only",
                     "--seeds", "0", "--variants", *variants[:2]])
-    rows = [line for line in some.splitlines() if line.startswith("| ")][1:]
+    rows = _first_table(some)
     assert [line.split(" | ")[0][2:] for line in rows] == variants[:2]
     assert all(line.split(" | ")[1] == "1 (1 x 1)" for line in rows)
 
