@@ -259,7 +259,9 @@ def paired_table(
     """
     Markdown, one row per variant that has a baseline: the paired difference (variant - baseline, last epoch) of
     each metric over the (seed, fold) runs both FINISHED, as mean ± std over those pairs, the key metric's
-    standard error and wins (for a key metric in mm, an error, a win is a lower value), the 2-standard-error rule
+    standard error and wins (for a key metric in mm, an error, a win is a lower value), the key metric's difference
+    at each run's best epoch (optimistic, as in :func:`format_table`, but less shaken by the last epoch's swing),
+    the 2-standard-error rule
     over pairs, and the key metric's per-pair differences (in seed, then fold order). Pairs are the runs
     themselves, not seed means: with folds this is the finer test (its pairs share training images, so its
     standard error is, if anything, optimistic). Empty when no variant has a paired baseline.
@@ -290,6 +292,9 @@ def paired_table(
             d = deltas.get(m)
             spread = float(np.std(d, ddof=1)) if d is not None and n > 1 else 0.0
             cells.append("—" if d is None else f"{_signed(float(np.mean(d)), 2)} ± {spread:.2f}")
+        best = [scale[key_metric] * (done[(name, *k)].at_best(key_metric, key_metric)
+                                     - done[(ref, *k)].at_best(key_metric, key_metric)) for k in keys]
+        cells.append(f"{_signed(float(np.mean(best)), 2)} ± {float(np.std(best, ddof=1)) if n > 1 else 0.0:.2f}")
         cells.append(f"{se:.2f}" if n > 1 else "—")
         lower_is_better = key_metric.endswith("_mm")
         cells.append(f"{sum((x < 0) if lower_is_better else (x > 0) for x in key)}/{n}")
@@ -299,8 +304,9 @@ def paired_table(
     if not lines:
         return ""
     short = [m.removeprefix("val_") for m in metrics]
-    header = ["variant", "baseline", "pairs", *(f"Δ {s}" for s in short), f"SE of Δ {short[metrics.index(key_metric)]}",
-              "wins", "inside noise (pairs)?", f"Δ {short[metrics.index(key_metric)]} per pair"]
+    key = short[metrics.index(key_metric)]
+    header = ["variant", "baseline", "pairs", *(f"Δ {s}" for s in short), f"Δ best-epoch {key}", f"SE of Δ {key}",
+              "wins", "inside noise (pairs)?", f"Δ {key} per pair"]
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *lines]) + "\n"
 
 

@@ -123,21 +123,25 @@ def test_the_per_pair_table_pairs_runs_by_seed_and_fold(diffs, cells):
                                                                              history(0.1, 9.0))]
     metrics = ["val_mean_iou", "val_hc_error_mm"]
     lines = paired_table(records, metrics, "val_mean_iou", "U-Net", ["U-Net", "SRB"]).splitlines()
-    assert lines[0].startswith("| variant | baseline | pairs | Δ mean_iou | Δ hc_error_mm | SE of Δ mean_iou | wins")
+    assert lines[0].startswith("| variant | baseline | pairs | Δ mean_iou | Δ hc_error_mm | Δ best-epoch mean_iou")
     assert len(lines) == 3
     row = lines[2].strip("| ").split(" | ")
     assert row[:3] == ["SRB", "U-Net", str(len(diffs))]
-    assert [row[3], *row[5:]] == cells
+    assert [row[3], *row[6:]] == cells
+    assert row[5] == row[3]  # the last epoch is each run's best here
     hc = [-10 * d for d in diffs]  # the error moves in mm, as it is, the other way
     assert row[4].startswith(("+" if np.mean(hc) >= 0 else "−") + f"{abs(np.mean(hc)):.2f} ± ")
 
 
 def test_the_per_pair_table_follows_each_variant_to_its_own_baseline_and_is_empty_without_one():
-    records = [RunRecord(v, 0, f, "FINISHED", {"val_mean_iou": {1: iou}})
-               for f in range(2) for v, iou in [("A", 0.5), ("A+SRB", 0.6), ("B", 0.7), ("B+SRB", 0.6)]]
+    # (best epoch, last epoch): A+SRB is ahead at the last epoch and behind at the best; B+SRB the other way
+    curves = [("A", 0.9, 0.5), ("A+SRB", 0.7, 0.6), ("B", 0.7, 0.7), ("B+SRB", 0.8, 0.6)]
+    records = [RunRecord(v, 0, f, "FINISHED", {"val_mean_iou": {1: best, 2: last}})
+               for f in range(2) for v, best, last in curves]
     table = paired_table(records, ["val_mean_iou"], "val_mean_iou", {"A+SRB": "A", "B+SRB": "B"})
-    rows = [line.strip("| ").split(" | ")[:4] for line in table.splitlines()[2:]]
-    assert rows == [["A+SRB", "A", "2", "+10.00 ± 0.00"], ["B+SRB", "B", "2", "−10.00 ± 0.00"]]
+    rows = [line.strip("| ").split(" | ")[:5] for line in table.splitlines()[2:]]
+    assert rows == [["A+SRB", "A", "2", "+10.00 ± 0.00", "−20.00 ± 0.00"],
+                    ["B+SRB", "B", "2", "−10.00 ± 0.00", "+10.00 ± 0.00"]]
     assert paired_table(records, ["val_mean_iou"], "val_mean_iou", None) == ""
 
 
