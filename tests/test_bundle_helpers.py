@@ -15,6 +15,7 @@ from ignite.engine import Engine, Events, State
 from monai_srb.bundle_helpers import (
     classification_loss,
     distributed_device,
+    finalize_distributed,
     inference_image_dir,
     label_prediction_columns,
     log_evaluation,
@@ -130,6 +131,28 @@ def test_distributed_device_is_the_local_rank_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert distributed_device() == torch.device("cuda", 1)
+
+
+def test_finalize_distributed_waits_for_every_rank_before_leaving_the_group(tmp_path: Path, monkeypatch):
+    import ignite.distributed as idist
+    import torch.distributed as dist
+
+    calls = []
+    for name in ("barrier", "destroy_process_group"):
+        original = getattr(dist, name)
+        monkeypatch.setattr(dist, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    idist.sync()  # Ignite picks the group up, as the bundles' engines do
+    try:
+        finalize_distributed()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    assert calls[0] == "barrier" and "destroy_process_group" in calls
+    assert not dist.is_initialized() and idist.get_world_size() == 1
+    calls.clear()
+    finalize_distributed()  # no group (a single-process run): nothing to wait for or leave
+    assert calls == []
 
 
 def test_label_prediction_columns_names_each_probability(tmp_path: Path):
