@@ -116,6 +116,11 @@ def read_runs(
     return records
 
 
+def _signed(x: float, digits: int) -> str:
+    """``+0.12`` / ``−0.12`` (a true minus sign, as in the tables)."""
+    return f"{'+' if x >= 0 else '−'}{abs(x):.{digits}f}"
+
+
 @dataclass
 class Stat:
     """mean +- std over seeds (ddof 1; 0 for one seed) of per-seed scores, and how many seeds."""
@@ -131,6 +136,25 @@ class Stat:
 
     def fmt(self, scale: float = 100.0) -> str:
         return f"{self.mean * scale:.1f} ± {self.std * scale:.1f}"
+
+    def signed(self, scale: float = 100.0, digits: int = 1) -> str:
+        """``+0.4 ± 0.3`` / ``−0.4 ± 0.3``: a difference, its sign always shown (a true minus sign)."""
+        return f"{_signed(self.mean * scale, digits)} ± {self.std * scale:.{digits}f}"
+
+    @property
+    def se(self) -> float:
+        """The standard error of the mean (NaN for one value)."""
+        return self.std / math.sqrt(self.n) if self.n > 1 else float("nan")
+
+    @property
+    def significant(self) -> bool | None:
+        """The mean is at least twice its standard error (None: one value, not decidable)."""
+        return None if self.n < 2 else abs(self.mean) >= 2 * self.se
+
+
+def _scale(metric: str) -> float:
+    """x100 for a score in [0, 1]; 1 for a metric with a unit (``..._mm``: the HC18 head-circumference error)."""
+    return 1.0 if metric.endswith("_mm") else 100.0
 
 
 @dataclass
@@ -149,9 +173,7 @@ class Row:
     @property
     def significant(self) -> bool | None:
         """The key-metric difference is at least twice its standard error over seeds (None: not decidable)."""
-        if self.delta is None or self.delta.n < 2:
-            return None
-        return abs(self.delta.mean) >= 2 * self.delta.std / math.sqrt(self.delta.n)
+        return None if self.delta is None else self.delta.significant
 
 
 def _per_seed(records: Sequence[RunRecord], value: Any) -> dict[int, float]:
@@ -224,8 +246,7 @@ def format_table(
     delta.
     """
     short = {m: m.removeprefix("val_") for m in metrics}
-    # scores in [0, 1] are shown x100; a metric with a unit (``..._mm``: the HC18 head-circumference error) as it is
-    scale = {m: 1.0 if m.endswith("_mm") else 100.0 for m in metrics}
+    scale = {m: _scale(m) for m in metrics}
     header = ["variant", "runs (seeds x folds)"] + [short[m] for m in metrics]
     header += [f"best-epoch {short[key_metric]}"]
     if baseline:
@@ -242,8 +263,7 @@ def format_table(
             if row.delta is None:
                 cells += ["—", "—", "—"]
             else:
-                sign = "+" if row.delta.mean >= 0 else "−"
-                cells += [f"{sign}{abs(row.delta.mean) * 100:.1f} ± {row.delta.std * 100:.1f}"]
+                cells += [row.delta.signed()]
                 cells += [f"{row.wins[0]}/{row.wins[1]}" if row.wins else "—"]
                 sig = row.significant
                 cells += ["n/a (1 seed)" if sig is None else ("no" if sig else "yes")]
@@ -261,12 +281,10 @@ def paired_table(
     each metric over the (seed, fold) runs both FINISHED, as mean ± std over those pairs, the key metric's
     standard error and wins (for a key metric in mm, an error, a win is a lower value), the key metric's difference
     at each run's best epoch (optimistic, as in :func:`format_table`, but less shaken by the last epoch's swing),
-    the 2-standard-error rule
-    over pairs, and the key metric's per-pair differences (in seed, then fold order). Pairs are the runs
-    themselves, not seed means: with folds this is the finer test (its pairs share training images, so its
-    standard error is, if anything, optimistic). Empty when no variant has a paired baseline.
+    the 2-standard-error rule over pairs, and the key metric's per-pair differences (in seed, then fold order).
+    Pairs are the runs themselves, not seed means: with folds this is the finer test (its pairs share training
+    images, so its standard error is, if anything, optimistic). Empty when no variant has a paired baseline.
     """
-    scale = {m: 1.0 if m.endswith("_mm") else 100.0 for m in metrics}
     done = {(r.variant, r.seed, r.fold): r for r in records if r.status == "FINISHED"}
     names = list(dict.fromkeys([*(order or []), *sorted({r.variant for r in records})]))
     lines = []
@@ -275,44 +293,33 @@ def paired_table(
         if not ref or ref == name:
             continue
         keys = sorted((s, f) for v, s, f in done if v == name and (ref, s, f) in done)
-        deltas: dict[str, list[float]] = {}
+        deltas: dict[str, list[float]] = {}  # per metric, variant - baseline of each pair (unscaled)
         for m in metrics:
             pairs = [(done[(name, *k)].last(m), done[(ref, *k)].last(m)) for k in keys]
             if pairs and all(a is not None and b is not None for a, b in pairs):
-                deltas[m] = [scale[m] * (a - b) for a, b in pairs]
+                deltas[m] = [a - b for a, b in pairs]
         key = deltas.get(key_metric)
         if not key:
             continue
-        n = len(key)
-        sd = float(np.std(key, ddof=1)) if n > 1 else 0.0
-        se = sd / math.sqrt(n) if n > 1 else float("nan")
-        mean = float(np.mean(key))
+        n, stat = len(key), Stat.of(key)
         cells = [name, ref, str(n)]
-        for m in metrics:
-            d = deltas.get(m)
-            spread = float(np.std(d, ddof=1)) if d is not None and n > 1 else 0.0
-            cells.append("—" if d is None else f"{_signed(float(np.mean(d)), 2)} ± {spread:.2f}")
-        best = [scale[key_metric] * (done[(name, *k)].at_best(key_metric, key_metric)
-                                     - done[(ref, *k)].at_best(key_metric, key_metric)) for k in keys]
-        cells.append(f"{_signed(float(np.mean(best)), 2)} ± {float(np.std(best, ddof=1)) if n > 1 else 0.0:.2f}")
-        cells.append(f"{se:.2f}" if n > 1 else "—")
+        cells += [Stat.of(deltas[m]).signed(_scale(m), 2) if m in deltas else "—" for m in metrics]
+        best = [done[(name, *k)].at_best(key_metric, key_metric) - done[(ref, *k)].at_best(key_metric, key_metric)
+                for k in keys]
+        cells.append(Stat.of(best).signed(_scale(key_metric), 2))
+        cells.append(f"{stat.se * _scale(key_metric):.2f}" if n > 1 else "—")
         lower_is_better = key_metric.endswith("_mm")
         cells.append(f"{sum((x < 0) if lower_is_better else (x > 0) for x in key)}/{n}")
-        cells.append("n/a (1 pair)" if n < 2 else ("no" if abs(mean) >= 2 * se else "yes"))
-        cells.append(", ".join(_signed(x, 2) for x in key))
+        cells.append("n/a (1 pair)" if stat.significant is None else ("no" if stat.significant else "yes"))
+        cells.append(", ".join(_signed(x * _scale(key_metric), 2) for x in key))
         lines.append("| " + " | ".join(cells) + " |")
     if not lines:
         return ""
     short = [m.removeprefix("val_") for m in metrics]
-    key = short[metrics.index(key_metric)]
-    header = ["variant", "baseline", "pairs", *(f"Δ {s}" for s in short), f"Δ best-epoch {key}", f"SE of Δ {key}",
-              "wins", "inside noise (pairs)?", f"Δ {key} per pair"]
+    k = short[metrics.index(key_metric)]
+    header = ["variant", "baseline", "pairs", *(f"Δ {s}" for s in short), f"Δ best-epoch {k}", f"SE of Δ {k}",
+              "wins", "inside noise (pairs)?", f"Δ {k} per pair"]
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *lines]) + "\n"
-
-
-def _signed(x: float, digits: int) -> str:
-    """``+0.12`` / ``−0.12`` (a true minus sign, as in the tables)."""
-    return f"{'+' if x >= 0 else '−'}{abs(x):.{digits}f}"
 
 
 def plot_summary(rows: Sequence[Row], records: Sequence[RunRecord], key_metric: str, path: Path) -> None:
