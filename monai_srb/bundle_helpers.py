@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import ignite.distributed as idist
 import pandas
 import torch
 import torch.distributed as dist
@@ -177,8 +178,6 @@ def finalize_distributed() -> None:
     saving, and about one run in four of the 3D bundle's two-rank gloo test then aborted at exit
     ("terminate called without an active exception"), so ``torchrun`` reported the whole job failed.
     """
-    import ignite.distributed as idist
-
     if dist.is_initialized():
         dist.barrier()
     idist.finalize()
