@@ -172,14 +172,24 @@ def init_distributed() -> None:
 
 def finalize_distributed() -> None:
     """
-    Leave the process group :func:`init_distributed` joined, once every rank is done: a barrier first, then
-    Ignite's ``idist.finalize`` and ``destroy_process_group``. Without the barrier a rank with no handlers (not the
-    main process) finished its run, left the group and exited while the main process was still scoring and
-    saving, and about one run in four of the 3D bundle's two-rank gloo test then aborted at exit
-    ("terminate called without an active exception"), so ``torchrun`` reported the whole job failed.
+    Leave the process group :func:`init_distributed` joined, once every rank is done: a barrier first (so that a
+    rank with no handlers does not exit while the main process is still scoring and saving), then Ignite's
+    ``idist.finalize`` and ``destroy_process_group``.
+
+    Under ``gloo`` the barrier is ``monitored_barrier``, not ``barrier``. Gloo's ``barrier`` keeps the collectives
+    still in flight when it is called (here: the last metric ``all_gather``, whose Python tensors the caller has
+    already let go) until a worker thread drops the barrier, which can be after this process has begun to exit.
+    Dropping them then needs the GIL, the thread is killed, and the process aborts ("terminate called without an
+    active exception"; a core dump showed ``~AsyncBarrierWork`` -> ``~AsyncAllgatherWork`` -> ``decref_pyobject``
+    -> ``take_gil`` -> ``pthread_exit``). ``torchrun`` then reports the whole job failed: about one two-rank run of
+    the 3D bundle in 60 on a loaded 2-core machine. ``monitored_barrier`` holds no earlier work, and it waits with
+    the GIL released, so the worker threads drop theirs meanwhile.
     """
     if dist.is_initialized():
-        dist.barrier()
+        if dist.get_backend() == dist.Backend.GLOO:
+            dist.monitored_barrier()
+        else:
+            dist.barrier()
     idist.finalize()
     if dist.is_initialized():
         dist.destroy_process_group()

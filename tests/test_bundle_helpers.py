@@ -138,7 +138,7 @@ def test_finalize_distributed_waits_for_every_rank_before_leaving_the_group(tmp_
     import torch.distributed as dist
 
     calls = []
-    for name in ("barrier", "destroy_process_group"):
+    for name in ("barrier", "monitored_barrier", "destroy_process_group"):
         original = getattr(dist, name)
         monkeypatch.setattr(dist, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
@@ -148,11 +148,33 @@ def test_finalize_distributed_waits_for_every_rank_before_leaving_the_group(tmp_
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    assert calls[0] == "barrier" and "destroy_process_group" in calls
+    # gloo: the barrier that keeps no earlier collective alive (see finalize_distributed)
+    assert calls[0] == "monitored_barrier" and "barrier" not in calls and "destroy_process_group" in calls
     assert not dist.is_initialized() and idist.get_world_size() == 1
     calls.clear()
     finalize_distributed()  # no group (a single-process run): nothing to wait for or leave
     assert calls == []
+
+
+def test_finalize_distributed_uses_the_plain_barrier_on_nccl(monkeypatch):
+    import ignite.distributed as idist
+    import torch.distributed as dist
+
+    calls = []
+    state = {"initialized": True}
+    monkeypatch.setattr(dist, "is_initialized", lambda: state["initialized"])
+    monkeypatch.setattr(dist, "get_backend", lambda *a, **k: "nccl")
+    monkeypatch.setattr(dist, "barrier", lambda *a, **k: calls.append("barrier"))
+    monkeypatch.setattr(dist, "monitored_barrier", lambda *a, **k: calls.append("monitored_barrier"))
+    monkeypatch.setattr(idist, "finalize", lambda: calls.append("idist.finalize"))
+
+    def destroy(*args, **kwargs) -> None:
+        calls.append("destroy")
+        state["initialized"] = False
+
+    monkeypatch.setattr(dist, "destroy_process_group", destroy)
+    finalize_distributed()
+    assert calls == ["barrier", "idist.finalize", "destroy"]
 
 
 def test_label_prediction_columns_names_each_probability(tmp_path: Path):
