@@ -22,7 +22,14 @@ from ignite.handlers import TerminateOnNan
 from monai.handlers import from_engine
 from monai.utils import look_up_option
 
-from monai_srb.data import kfold_split, positive_weights, split_datalist
+from monai_srb.data import (
+    group_kfold_split,
+    group_split_datalist,
+    kfold_split,
+    positive_weights,
+    split_datalist,
+    subject_ids,
+)
 
 __all__ = [
     "CLASSIFICATION_TASKS",
@@ -95,11 +102,19 @@ def inference_image_dir(
 
 
 def train_val_split(
-    datalist: Sequence[dict[str, Any]], val_fraction: float, seed: int, fold: int | None = None, num_folds: int = 5
+    datalist: Sequence[dict[str, Any]],
+    val_fraction: float,
+    seed: int,
+    fold: int | None = None,
+    num_folds: int = 5,
+    group_pattern: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """
     ``(train, val)`` of a segmentation run: :func:`monai_srb.data.split_datalist` by ``val_fraction``, or fold
-    ``fold`` of :func:`monai_srb.data.kfold_split` when a fold is given (the published ISIC and HC18 grids).
+    ``fold`` of :func:`monai_srb.data.kfold_split` when a fold is given (the published ISIC and HC18 grids). With a
+    ``group_pattern`` both split by subject instead (:func:`monai_srb.data.group_split_datalist`,
+    :func:`monai_srb.data.group_kfold_split`), so that no subject has images on both sides. Logs the image and
+    subject counts of each part.
 
     Args:
         datalist: the items to split.
@@ -107,13 +122,31 @@ def train_val_split(
         seed: seed of the shuffle.
         fold: the validation fold in ``[0, num_folds)``, or ``None`` for a split by fraction.
         num_folds: the number of folds.
+        group_pattern: ``None`` (split by image), or a regular expression whose first group names an image's
+            subject in its file name (HC18: ``"^(\\d+)_"``).
 
     Raises:
-        ValueError: as :func:`monai_srb.data.split_datalist` or :func:`monai_srb.data.kfold_split`.
+        ValueError: as :func:`monai_srb.data.split_datalist` or :func:`monai_srb.data.kfold_split`, and, with a
+            ``group_pattern``, as :func:`monai_srb.data.subject_ids` (an image whose name does not match it).
     """
+    if group_pattern is None:
+        if fold is None:
+            train, val = split_datalist(datalist, val_fraction, seed)
+        else:
+            train, val = kfold_split(datalist, fold, num_folds, seed)
+        logger.info("split by image: %d training and %d validation images", len(train), len(val))
+        return train, val
+    groups = subject_ids(datalist, group_pattern)
     if fold is None:
-        return split_datalist(datalist, val_fraction, seed)
-    return kfold_split(datalist, fold, num_folds, seed)
+        train, val = group_split_datalist(datalist, groups, val_fraction, seed)
+    else:
+        train, val = group_kfold_split(datalist, groups, fold, num_folds, seed)
+    subject = dict(zip((id(d) for d in datalist), groups))
+    logger.info(
+        "split by subject (group_pattern '%s'): %d training images of %d subjects, %d validation images of %d subjects",
+        group_pattern, len(train), len({subject[id(d)] for d in train}), len(val), len({subject[id(d)] for d in val}),
+    )
+    return train, val
 
 
 def classification_loss(

@@ -85,6 +85,27 @@ SPLITS = [
 @pytest.mark.parametrize("fold,expected", SPLITS)
 def test_train_val_split_is_the_fraction_split_or_the_fold(fold, expected):
     assert train_val_split(DATALIST, 0.2, 3, fold=fold, num_folds=5) == expected
+    assert train_val_split(DATALIST, 0.2, 3, fold=fold, num_folds=5, group_pattern=None) == expected
+
+
+# Two or three scans of a subject, named as HC18 names them.
+SCANS = [{"image": f"/d/images/{s:03d}_{k}HC.png"} for s in range(8) for k in ("", "2", "3")[: 1 + s % 3]]
+
+
+@pytest.mark.parametrize("fold", [None, 0, 2, 4])
+def test_train_val_split_by_subject_logs_the_counts(fold, caplog):
+    with caplog.at_level(logging.INFO, logger="monai_srb.bundle_helpers"):
+        train, val = train_val_split(SCANS, 0.25, 3, fold=fold, num_folds=5, group_pattern=r"^(\d+)_")
+    subject = {d["image"]: d["image"].split("/")[-1][:3] for d in SCANS}
+    assert not {subject[d["image"]] for d in train} & {subject[d["image"]] for d in val}
+    n_train, n_val = len({subject[d["image"]] for d in train}), len({subject[d["image"]] for d in val})
+    assert (f"split by subject (group_pattern '^(\\d+)_'): {len(train)} training images of {n_train} subjects, "
+            f"{len(val)} validation images of {n_val} subjects") in caplog.text
+
+
+def test_train_val_split_by_subject_names_an_unmatched_file():
+    with pytest.raises(ValueError, match=r"image '/d/images/scan.png' does not match group_pattern '\^\(\\d\+\)_'"):
+        train_val_split([*SCANS, {"image": "/d/images/scan.png"}], 0.2, 0, fold=1, group_pattern=r"^(\d+)_")
 
 
 LABELLED = [{"label": torch.tensor(v, dtype=torch.float32)} for v in ([1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1])]

@@ -38,7 +38,15 @@ from monai_srb.data.skin_lesion import (
     load_skin_lesion_data,
     load_skin_lesion_images,
 )
-from monai_srb.data.split import kfold_split, patient_split, random_split, split_datalist
+from monai_srb.data.split import (
+    group_kfold_split,
+    group_split_datalist,
+    kfold_split,
+    patient_split,
+    random_split,
+    split_datalist,
+    subject_ids,
+)
 from monai_srb.data.synthetic import make_synthetic_decathlon, make_synthetic_skin_lesions, write_synthetic_chestxray14
 
 __all__ = [
@@ -52,6 +60,8 @@ __all__ = [
     "default_class_names",
     "find_chestxray14_csv",
     "folder_image_channels",
+    "group_kfold_split",
+    "group_split_datalist",
     "image_channels",
     "image_folder_datalist",
     "infer_task",
@@ -70,5 +80,6 @@ __all__ = [
     "random_split",
     "read_chestxray14_csv",
     "split_datalist",
+    "subject_ids",
     "write_synthetic_chestxray14",
 ]

@@ -1,17 +1,26 @@
 """
-Deterministic train/validation splits: of data lists by fraction and k-fold cross-validation, of item
-indices by item and by patient (ChestX-ray14).
+Deterministic train/validation splits: of data lists by fraction and k-fold cross-validation, by image or by
+subject (``group_pattern``: no subject on both sides), and of item indices by item and by patient (ChestX-ray14).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["kfold_split", "patient_split", "random_split", "split_datalist"]
+__all__ = [
+    "group_kfold_split",
+    "group_split_datalist",
+    "kfold_split",
+    "patient_split",
+    "random_split",
+    "split_datalist",
+    "subject_ids",
+]
 
 
 def _check_each_image_once(datalist: Sequence[dict[str, Any]]) -> None:
@@ -168,3 +177,105 @@ def patient_split(
     val = np.flatnonzero(is_val[inverse])
     train = np.flatnonzero(~is_val[inverse])
     return train, val
+
+
+def subject_ids(datalist: Sequence[dict[str, Any]], group_pattern: str) -> list[str]:
+    r"""
+    The subject of each item: the first group of ``group_pattern`` (a regular expression, searched in the file
+    name of the item's ``"image"``), e.g. ``r"^(\d+)_"`` gives HC18's ``010_HC.png`` and ``010_2HC.png`` the subject
+    ``"010"``.
+
+    Args:
+        datalist: the items, each with an ``"image"`` path (or a list of paths, whose first names the item).
+        group_pattern: a regular expression with at least one group.
+
+    Raises:
+        ValueError: when ``group_pattern`` does not compile or has no group, an item has no image path, or an
+            image's file name does not match it (naming the file and the pattern).
+    """
+    try:
+        pattern = re.compile(group_pattern)
+    except (re.error, TypeError) as e:
+        raise ValueError(f"group_pattern must be a regular expression, got '{group_pattern}': {e}.") from None
+    if pattern.groups < 1:
+        raise ValueError(
+            f"group_pattern must have a group naming the subject, e.g. '^(\\d+)_', got '{group_pattern}'."
+        )
+    out = []
+    for i, item in enumerate(datalist):
+        image = item.get("image") if isinstance(item, dict) else None
+        if isinstance(image, (list, tuple)) and image:
+            image = image[0]
+        if not isinstance(image, (str, os.PathLike)):
+            raise ValueError(f"a split by subject needs an image path per item, got item {i}: {item!r}.")
+        name = os.path.basename(os.fspath(image))
+        match = pattern.search(name)
+        if match is None or not match.group(1):
+            raise ValueError(
+                f"image {os.fspath(image)!r} does not match group_pattern '{group_pattern}': its first group must "
+                "name the image's subject."
+            )
+        out.append(match.group(1))
+    return out
+
+
+def group_kfold_split(
+    datalist: Sequence[dict[str, Any]], groups: Sequence[str], fold: int, num_folds: int = 5, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """
+    Fold ``fold`` of a ``num_folds``-fold cross-validation by subject: the subjects (sorted, then shuffled with
+    ``seed``) are cut into ``num_folds`` parts of sizes differing by at most one subject, and part ``fold``'s
+    images are the validation set. No subject has images on both sides, and over ``fold = 0 .. num_folds - 1``
+    every image is validated exactly once. :func:`patient_split` splits by fraction the same way.
+
+    Args:
+        datalist: the items to split.
+        groups: the subject of each item, e.g. from :func:`subject_ids`.
+        fold: the validation part, in ``[0, num_folds)``.
+        num_folds: number of parts, at least 2.
+        seed: seed of the subject shuffle.
+
+    Returns:
+        ``(train, val)``, each in the order of ``datalist``.
+
+    Raises:
+        ValueError: when ``num_folds`` < 2, ``fold`` is outside ``[0, num_folds)``, ``groups`` and ``datalist``
+            differ in length, there are fewer subjects than ``num_folds``, or two items have the same image.
+    """
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be at least 2, got {num_folds}.")
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+    if len(groups) != len(datalist):
+        raise ValueError(f"need one subject per item: {len(groups)} subjects for {len(datalist)} items.")
+    subjects, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    if len(subjects) < num_folds:
+        raise ValueError(
+            f"need at least num_folds={num_folds} subjects for a {num_folds}-fold split by subject, got "
+            f"{len(subjects)}."
+        )
+    parts = np.array_split(np.random.default_rng(seed).permutation(len(subjects)), num_folds)
+    return _split(datalist, np.flatnonzero(np.isin(inverse, parts[fold])))
+
+
+def group_split_datalist(
+    datalist: Sequence[dict[str, Any]], groups: Sequence[str], val_fraction: float = 0.25, seed: int = 0
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """
+    :func:`split_datalist` by subject: whole subjects go to validation (:func:`patient_split`) until it holds
+    at least ``round(len(datalist) * val_fraction)`` images, so no subject is on both sides.
+
+    Raises:
+        ValueError: when ``val_fraction`` is outside (0, 1), ``groups`` and ``datalist`` differ in length, there
+            are fewer than 2 subjects, or two items have the same image.
+    """
+    if len(groups) != len(datalist):
+        raise ValueError(f"need one subject per item: {len(groups)} subjects for {len(datalist)} items.")
+    if len(set(groups)) < 2:
+        raise ValueError(
+            f"need at least 2 subjects to split into training and validation by subject, got {len(set(groups))}."
+        )
+    _, val = patient_split(groups, val_fraction, seed)
+    if len(val) == len(datalist):  # the last subject overshot the target: keep one subject for training
+        val = np.flatnonzero(np.asarray(groups) != groups[-1])
+    return _split(datalist, val)
