@@ -78,7 +78,8 @@ class SpectralResidualBlock(nn.Module):
     :class:`~monai_srb.spectral.AdaptiveOrthogonalTransform`, learned orthogonal matrices, needs
     ``spatial_size`` and takes only that size; retract them with :func:`monai_srb.spectral.retract_orthogonal_`
     after each optimiser step), ``"dct"`` (SRB_DCT, :class:`~monai_srb.spectral.CosineTransform`, orthonormal
-    DCT-II, any input size).
+    DCT-II, any input size), ``"identity"`` (SRB_I, :class:`~monai_srb.spectral.IdentityTransform`, the ablation
+    control: SRB_F's ``phi`` and parameter count without any mixing across positions).
 
     The spectral branch (transform, ``phi``, inverse) runs in the block's dtype with autocast switched off:
     float32 for a default block, whatever the input's or the autocast dtype (cuFFT's half-precision
@@ -156,7 +157,7 @@ class SpectralResidualBlock(nn.Module):
         # Interleaved real/imag layout: groups dividing the complex channel counts keep each complex
         # channel's two parts inside one group.
         self.phi = SpectralSubNetwork(
-            spatial_dims, spectral_channels, hidden, groups, size, self.f.frequency_grid(), norm=norm
+            spatial_dims, spectral_channels, hidden, groups, self.f.table_size(size), self.f.frequency_grid(), norm=norm
         )
         self.alpha = nn.Parameter(torch.zeros(1))
 

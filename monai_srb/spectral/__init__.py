@@ -6,6 +6,7 @@ from monai_srb.spectral.adaptive_orthogonal import AdaptiveOrthogonalTransform, 
 from monai_srb.spectral.base import FrequencyGrid, SpectralTransform
 from monai_srb.spectral.cosine import CosineTransform, dct_matrix
 from monai_srb.spectral.fourier import FourierTransform, dft_matrices
+from monai_srb.spectral.identity import IdentityTransform
 from monai_srb.spectral.matrix_transform import SeparableMatrixTransform, mode_product
 from monai_srb.spectral.registry import TRANSFORMS, register_transform
 
@@ -14,6 +15,7 @@ __all__ = [
     "CosineTransform",
     "FourierTransform",
     "FrequencyGrid",
+    "IdentityTransform",
     "SeparableMatrixTransform",
     "SpectralTransform",
     "TRANSFORMS",

@@ -62,6 +62,8 @@ class SpectralTransform(nn.Module, ABC):
       the grid the spectral ReLU stores its tables on.
     - ``create(spatial_dims, spatial_size, **kwargs)``: how a block builds it by its registered name
       (``monai_srb.spectral.registry.TRANSFORMS``).
+    - ``table_size(spatial_size)``: the signal size the spectral ReLU's tables are stored for (default: the
+      block's ``spatial_size``).
     """
 
     channel_factor: int = 1
@@ -87,6 +89,14 @@ class SpectralTransform(nn.Module, ABC):
     def spectral_size(self, spatial_size: list[int]) -> list[int]:
         """Size of the spectral grid for an input of ``spatial_size``."""
         return self.frequency_grid().spectral_size(spatial_size)
+
+    def table_size(self, spatial_size: list[int]) -> list[int]:
+        """
+        The signal size whose spectral grid the spectral ReLU of a block built for ``spatial_size`` stores its
+        ``W``, ``B`` on (resampled to each input's own grid). The default is ``spatial_size`` itself; the
+        identity control stores the FFT's table size, so that SRB_I has SRB_F's parameter count.
+        """
+        return list(spatial_size)
 
     @abstractmethod
     def forward(self, x: torch.Tensor) -> torch.Tensor:

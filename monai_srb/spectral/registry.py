@@ -1,6 +1,7 @@
 """
-The local-to-global transforms by name (``"fft"``, ``"aom"``, ``"dct"``), so that blocks, networks and bundle
-configs can name them. A new transform is one more entry here, or ``register_transform`` outside the package.
+The local-to-global transforms by name (``"fft"``, ``"aom"``, ``"dct"``, and the ``"identity"`` control), so that
+blocks, networks and bundle configs can name them. A new transform is one more entry here, or
+``register_transform`` outside the package.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from monai_srb.spectral.adaptive_orthogonal import AdaptiveOrthogonalTransform
 from monai_srb.spectral.base import SpectralTransform
 from monai_srb.spectral.cosine import CosineTransform
 from monai_srb.spectral.fourier import FourierTransform
+from monai_srb.spectral.identity import IdentityTransform
 
 __all__ = [
     "TRANSFORMS",
@@ -33,6 +35,8 @@ TRANSFORMS: dict[str, type[SpectralTransform]] = {
     "fft": FourierTransform,
     "aom": AdaptiveOrthogonalTransform,
     "dct": CosineTransform,
+    # SRB_I, the ablation control: SRB_F's phi and parameters, no mixing across positions.
+    "identity": IdentityTransform,
 }
 
 T = TypeVar("T", bound=type[SpectralTransform])

@@ -15,7 +15,7 @@ from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, Fou
 
 
 def test_block_names_follow_the_registry():
-    assert block_names() == ["srb_fft", "srb_aom", "srb_dct", "nonlocal", "double_attention"]
+    assert block_names() == ["srb_fft", "srb_aom", "srb_dct", "srb_identity", "nonlocal", "double_attention"]
 
 
 # (name, spatial_size, kwargs, expected block class, expected transform class or None)

@@ -30,8 +30,8 @@ CASES = [
 ]
 
 
-class IdentityTransform(SpectralTransform):
-    """``f`` = identity: unitary, and local, so an SRB with it is a pointwise block."""
+class ToyLocalTransform(SpectralTransform):
+    """A user's own ``f`` (here the plain identity, one spectral channel per channel), registered by a test."""
 
     def __init__(self, spatial_dims: int) -> None:
         super().__init__()
@@ -44,11 +44,11 @@ class IdentityTransform(SpectralTransform):
 
 
 @pytest.fixture
-def identity_transform():
-    """``"identity"`` registered for the test, and removed after it."""
-    register_transform("identity")(IdentityTransform)
-    yield "identity"
-    TRANSFORMS.pop("identity")
+def toy_transform():
+    """``"toy_local"`` registered for the test, and removed after it."""
+    register_transform("toy_local")(ToyLocalTransform)
+    yield "toy_local"
+    TRANSFORMS.pop("toy_local")
 
 
 def _activate(block: SpectralResidualBlock) -> SpectralResidualBlock:
@@ -88,11 +88,11 @@ def test_global_receptive_field(kwargs, shape):
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 @pytest.mark.parametrize("control", ["alpha_zero", "identity_transform"])
-def test_receptive_field_controls_are_local(spatial_dims, control, identity_transform):
+def test_receptive_field_controls_are_local(spatial_dims, control):
     # The controls of test_global_receptive_field: the same block and probe reach only the probed pixel
-    # when the branch is off (alpha = 0) or when f is local (the identity): the global field comes from f.
+    # when the branch is off (alpha = 0) or when f is local (SRB_I, the identity): the global field comes from f.
     torch.manual_seed(0)
-    transform = identity_transform if control == "identity_transform" else "fft"
+    transform = "identity" if control == "identity_transform" else "fft"
     block = SpectralResidualBlock(spatial_dims, 4, transform)
     if control == "identity_transform":
         block = _activate(block)
@@ -254,16 +254,16 @@ def test_gradient_reaches_alpha_and_phi(transform):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_a_registered_transform_builds_an_srb_by_name(identity_transform):
+def test_a_registered_transform_builds_an_srb_by_name(toy_transform):
     torch.manual_seed(0)
-    block = SpectralResidualBlock(2, 4, identity_transform, spatial_size=8)
-    assert isinstance(block.f, IdentityTransform)
+    block = SpectralResidualBlock(2, 4, toy_transform, spatial_size=8)
+    assert isinstance(block.f, ToyLocalTransform)
     x = torch.randn(2, 4, 8, 8)
     assert torch.equal(block(x), x)
     block = _activate(block).eval()
     torch.testing.assert_close(torch.jit.script(block)(x), block(x))
     assert not torch.equal(block(x), x)
-    assert isinstance(make_block("srb_identity", 2, 4, spatial_size=(8, 8)).f, IdentityTransform)
+    assert isinstance(make_block("srb_toy_local", 2, 4, spatial_size=(8, 8)).f, ToyLocalTransform)
 
 
 @pytest.mark.parametrize(

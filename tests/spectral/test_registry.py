@@ -7,6 +7,7 @@ from monai_srb.spectral import (
     AdaptiveOrthogonalTransform,
     CosineTransform,
     FourierTransform,
+    IdentityTransform,
     SpectralTransform,
     register_transform,
 )
@@ -14,8 +15,13 @@ from monai_srb.spectral.registry import TRANSFORMS, create_transform, registered
 
 
 def test_builtin_names_in_order():
-    assert TRANSFORMS == {"fft": FourierTransform, "aom": AdaptiveOrthogonalTransform, "dct": CosineTransform}
-    assert [c.needs_spatial_size for c in TRANSFORMS.values()] == [False, True, False]
+    assert TRANSFORMS == {
+        "fft": FourierTransform,
+        "aom": AdaptiveOrthogonalTransform,
+        "dct": CosineTransform,
+        "identity": IdentityTransform,
+    }
+    assert [c.needs_spatial_size for c in TRANSFORMS.values()] == [False, True, False, False]
 
 
 # (transform spec, spatial dims, spatial size, expected class, expected attributes)
@@ -25,6 +31,7 @@ CASES = [
     ("aom", 2, [5, 7], AdaptiveOrthogonalTransform, {"spatial_size": [5, 7], "mode": "qr"}),
     (("aom", {"mode": "parametrization"}), 2, [4, 4], AdaptiveOrthogonalTransform, {"mode": "parametrization"}),
     ("dct", 3, [3, 4, 5], CosineTransform, {"spatial_size": [3, 4, 5]}),
+    ("identity", 3, [3, 4, 5], IdentityTransform, {"spatial_dims": 3}),
 ]
 
 
@@ -66,7 +73,7 @@ def test_unregistered_instance_is_named_by_its_class():
 def test_bad_arguments(call, error, message):
     with pytest.raises(error, match=message):
         call()
-    assert list(TRANSFORMS) == ["fft", "aom", "dct"]
+    assert list(TRANSFORMS) == ["fft", "aom", "dct", "identity"]
 
 
 def test_the_contract_is_abstract():
