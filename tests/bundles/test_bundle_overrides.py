@@ -76,7 +76,7 @@ SPELLINGS = [("false", False), ("False", False), ("no", False), ("0", False), (0
 
 def test_every_boolean_id_is_parsed():
     assert _bool_ids(CHEST) == ["amp", "patient_wise", "require_images", "test_at_end", "weighted_loss"]
-    assert _bool_ids(SKIN) == ["amp", "keep_aspect"]
+    assert _bool_ids(SKIN) == ["amp", "keep_aspect", "val_details"]
     assert _bool_ids(SEG3D) == ["amp", "check_data"]
     for bundle in (CHEST, SKIN, SEG3D):
         for path in sorted((BUNDLES / bundle / "configs").glob("*.json")):
@@ -174,3 +174,15 @@ def test_a_killed_runs_lock_is_taken_over_and_the_network_overrides_are_stored(t
     assert stored["network_def#_target_"] == "monai_srb.nets.srb_unet.SRBUNet"
     workflow.finalize()
     assert not (tmp_path / "run.lock").exists()
+
+
+@pytest.mark.parametrize("spelling,expected", [("false", False), ("no", False), ("true", True), (True, True)])
+def test_val_details_adds_the_per_image_metrics_saver(spelling, expected, tmp_path):
+    from monai.handlers import MetricsSaver
+
+    parser = _parser(SKIN, output_dir=str(tmp_path), val_details=spelling)
+    savers = [h for h in parser.get_parsed_content("validate#handlers") if isinstance(h, MetricsSaver)]
+    assert len(savers) == int(expected)
+    if expected:
+        assert savers[0].save_dir == str(tmp_path / "val_details")
+        assert list(savers[0].metric_details) == ["val_dice", "val_hc_error_mm"]
