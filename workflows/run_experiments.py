@@ -36,7 +36,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from workflows.grid import load_grid, plan
+from workflows.grid import load_grid, plan, tracking_uri
+from workflows.records import export_records, import_records
 from workflows.results import merge_uris, report
 from workflows.runner import run_grid
 
@@ -84,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> str:
                         help="an MLflow server every job reaches, http://host:port (default: serve <out>/mlflow.db "
                         "on loopback while the grid runs)")
     parser.add_argument("--report-only", action="store_true", help="only read the existing runs back and report")
+    parser.add_argument("--records", default=None, metavar="DIR",
+                        help="a folder of committed run records (workflows/records.py): its runs are imported into the "
+                        "store first (so they count as done), and every FINISHED run of the store is exported to it as "
+                        "each job finishes and at the end")
     parser.add_argument("--merge", nargs="+", default=[], metavar="PATH",
                         help="more stores whose runs join the report and count as done: --out folders (also those of "
                         "earlier versions, with workers/<k>/mlflow.db), SQLite files or tracking URIs")
@@ -97,11 +102,27 @@ def main(argv: Sequence[str] | None = None) -> str:
     grid = load_grid(args.grid)
     out = Path(args.out)
     merge = [u for m in args.merge for u in merge_uris(m)]
+    store = args.tracking_uri or tracking_uri(out)
+    export = None
+    if args.records is not None:
+        if Path(args.records).exists() and not Path(args.records).is_dir():
+            parser.error(f"--records must be a folder, got the file {args.records!r}")
+        if Path(args.records).is_dir():
+            out.mkdir(parents=True, exist_ok=True)
+            imported = import_records(args.records, store, grid, args.preset)
+            if imported:
+                print(f"{len(imported)} runs imported from the records in {args.records}", flush=True)
+
+        def export(uri: str) -> None:
+            export_records(uri, grid, args.preset, args.records)
+
     results: list[dict[str, Any]] = []
     if not args.report_only:
         jobs = plan(grid, args.preset, args.variants, args.seeds, args.folds, _parse_set(args.set))
         results = run_grid(grid, args.preset, jobs, out, uri=args.tracking_uri, merge=merge, address=args.address,
-                           cpus=args.cpus, threads=args.threads)
+                           cpus=args.cpus, threads=args.threads, on_done=export)
+    if export is not None:
+        export(store)
     text = report(grid, args.preset, out, merge=merge, variants=args.variants, seeds=args.seeds, folds=args.folds,
                   uri=args.tracking_uri)
     print(text)

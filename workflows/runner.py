@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,11 +150,15 @@ def _needs_gpu(job: Job, cluster_gpus: float) -> bool:
 
 
 class _Progress:
-    """One line per finished job, and a progress bar with an ETA (of jobs, at the rate they finish so far)."""
+    """
+    One line per finished job, and a progress bar with an ETA (of jobs, at the rate they finish so far); then
+    ``after()``, when given (the runner's ``on_done``: exporting the records).
+    """
 
-    def __init__(self, total: int, key_metric: str) -> None:
+    def __init__(self, total: int, key_metric: str, after: Callable[[], None] | None = None) -> None:
         from tqdm import tqdm
 
+        self.after = after
         self.key_metric, self.write = key_metric, tqdm.write
         self.bar = tqdm(total=total, unit="job", desc="grid", dynamic_ncols=True, file=sys.stderr)
 
@@ -167,6 +171,8 @@ class _Progress:
             value = "—" if r["metric"] is None else f"{r['metric']:.4f}"
             self.write(f"{where} | {self.key_metric} {value} | {r['wall_s'] / 60:.1f} min")
         self.bar.update()
+        if self.after is not None:
+            self.after()
 
     def close(self) -> None:
         self.bar.close()
@@ -242,6 +248,7 @@ def run_grid(
     address: str | None = None,
     cpus: int | None = None,
     threads: int | None = None,
+    on_done: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """
     Train the ``jobs`` that no FINISHED run in the store (or in the ``merge`` stores) holds yet, and return
@@ -253,6 +260,7 @@ def run_grid(
         address: a Ray cluster (``auto``, ``ray://host:10001``, ``host:6379``); ``None``: Ray starts in this
             process with ``cpus`` CPUs (default: all). Without Ray installed, jobs run one after another here.
         threads: CPUs (torch threads) per job (default: 1 under Ray; torch's default without Ray).
+        on_done: called with the store's URI after each job (e.g. to export the records of the finished runs).
     """
     done = finished_jobs(grid, preset, [uri or tracking_uri(out), *merge])
     todo = [j for j in jobs if (j.variant, j.seed, j.fold) not in done]
@@ -278,7 +286,8 @@ def run_grid(
         else:
             artifacts = None  # the server's own artifact store
         client_and_experiment(uri, experiment_name(grid, preset), create=True, artifact_location=artifacts)
-        progress = _Progress(len(todo), grid["key_metric"])
+        server = uri
+        progress = _Progress(len(todo), grid["key_metric"], None if on_done is None else lambda: on_done(server))
         stack.callback(progress.close)
         if ray is None:
             results = []
