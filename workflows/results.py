@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from workflows.grid import TAG, client_and_experiment, experiment_name, tracking_uri
+from workflows.records import read_details
 
 __all__ = ["Row", "RunRecord", "Stat", "format_table", "latest_per_job", "merge_uris", "paired_table", "plot_summary",
            "read_runs", "report", "summarise"]
@@ -60,6 +61,8 @@ class RunRecord:
     wall_s: float | None = None
     extra: str = "{}"
     start_time: int = 0
+    # the last validation's per-image scores, {metric: {image: score}}, when read (workflows.records.read_details)
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def last(self, metric: str) -> float | None:
         h = self.history.get(metric)
@@ -83,11 +86,13 @@ def latest_per_job(records: Sequence[RunRecord]) -> list[RunRecord]:
 
 
 def read_runs(
-    uri: str, grid: Mapping[str, Any], preset: str, metrics: Sequence[str], required: bool = True
+    uri: str, grid: Mapping[str, Any], preset: str, metrics: Sequence[str], required: bool = True,
+    details: bool = False,
 ) -> list[RunRecord]:
     """
-    Every tagged run of the grid's preset in the MLflow store ``uri``, with the histories of ``metrics``.
-    A store without the preset's experiment raises a ``ValueError`` if ``required``, else has no runs.
+    Every tagged run of the grid's preset in the MLflow store ``uri``, with the histories of ``metrics`` (and, with
+    ``details``, the per-image scores of each FINISHED run's last validation). A store without the preset's
+    experiment raises a ``ValueError`` if ``required``, else has no runs.
     """
     client, experiment = client_and_experiment(uri, experiment_name(grid, preset), create=False)
     if experiment is None:
@@ -112,6 +117,8 @@ def read_runs(
         for metric in metrics:
             if metric in r.data.metrics:
                 rec.history[metric] = {m.step: m.value for m in client.get_metric_history(r.info.run_id, metric)}
+        if details and r.info.status == "FINISHED":
+            rec.details = read_details(client, r.info.run_id)
         records.append(rec)
     return records
 
@@ -380,7 +387,8 @@ def report(
     own = [uri] if uri else [tracking_uri(out)] if (out / "mlflow.db").is_file() else []  # opening one creates it
     uris = [*own, *merge]
     # any one store may lack the experiment (a merged folder's per-worker stores); all of them together may not
-    found = [r for u in uris for r in read_runs(u, grid, preset, metrics, required=False)]
+    comparisons = spec.get("comparisons")
+    found = [r for u in uris for r in read_runs(u, grid, preset, metrics, required=False, details=bool(comparisons))]
     if not found:
         raise ValueError(f"no runs of MLflow experiment {experiment_name(grid, preset)!r} in {', '.join(uris)}.")
     records = [
@@ -413,6 +421,16 @@ def report(
             "\nPer (seed, fold) pair, variant - baseline at the last epoch (x100; in mm as they are, where a win is a "
             "lower error), mean ± std over the pairs; inside the noise unless the key metric's mean is at least "
             "twice its standard error over the pairs:\n\n" + pairs
+        )
+    if comparisons:
+        from workflows.confirmatory import comparison_table, decide
+
+        table, tests = comparison_table(records, comparisons, grid["key_metric"])
+        planned = len(keep_seeds) * (len(fold_list) if fold_list else 1)
+        text += (
+            "\nThe preset's planned comparisons (variant − reference, per (seed, fold) pair at the last epoch unless "
+            "named; ×100, HC errors in mm; a win is a higher score or a lower error or share): two-sided paired "
+            "t-test and sign test.\n\n" + table + "\n" + decide(tests, comparisons, planned) + "\n"
         )
     (out / "results.md").write_text(text)
     return text
