@@ -31,9 +31,11 @@ def _scaled_copy(parts: torch.Tensor, scale: torch.Tensor | None) -> torch.Tenso
     """
     ``parts * scale`` (or a copy of ``parts``) as a contiguous tensor in one pass: ``torch.mul(..., out=)``
     writes the new layout directly. Autograd does not take ``out=``, so a double backward takes the
-    out-of-place path.
+    out-of-place path, and so does ``torch.compile``: functionalisation turns ``out=`` into an out-of-place
+    ``mul`` whose strides are ``parts``' own, which the interleaved view cannot take (inductor fuses the copy
+    into its kernel anyway).
     """
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return (parts if scale is None else parts * scale).contiguous()
     out = torch.empty(parts.shape, dtype=parts.dtype, device=parts.device)
     if scale is None:
