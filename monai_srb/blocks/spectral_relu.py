@@ -53,11 +53,11 @@ class SpectralReLU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(shape))
 
     def _lerp_indices(
-        self, axis: int, target: list[int], size: int, device: torch.device
+        self, axis: int, spatial_size: list[int], device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The stored entries each ``target`` index (of a length-``size`` signal) lies between, and how far."""
-        src, order = self.spatial_size[axis], self.order[axis]
-        k = torch.tensor(target, dtype=torch.float64, device=device)
+        """The stored entries each frequency index of ``axis`` of a ``spatial_size`` signal lies between, and how far."""
+        src, order, size = self.spatial_size[axis], self.order[axis], spatial_size[axis]
+        k = self.grid.index_tensor(spatial_size, axis, device).to(torch.float64)
         # Position among the stored entries in frequency order: index k of n is the normalised frequency k / n.
         pos = (k * src / size - self.start[axis]).clamp(0, len(order) - 1)
         lo = pos.floor()
@@ -72,12 +72,11 @@ class SpectralReLU(nn.Module):
             return self.weight, self.bias
         if len(spatial_size) != len(self.spatial_size):
             raise ValueError(f"SpectralReLU expects {len(self.spatial_size)} spatial dims, got size {spatial_size}.")
-        targets = self.grid.indices(spatial_size)
         table = torch.stack([self.weight, self.bias])
         for axis in range(len(spatial_size)):
             if self.spatial_size[axis] == spatial_size[axis]:
                 continue
-            lo, hi, frac = self._lerp_indices(axis, targets[axis], spatial_size[axis], table.device)
+            lo, hi, frac = self._lerp_indices(axis, spatial_size, table.device)
             shape = [1] * table.ndim
             shape[axis + 1] = frac.numel()
             a, b = table.index_select(axis + 1, lo), table.index_select(axis + 1, hi)

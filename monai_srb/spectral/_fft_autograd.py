@@ -20,11 +20,9 @@ def mirror_weight(n: int, length: int, like: torch.Tensor) -> torch.Tensor:
     where the frequency stands for itself and its mirror image, 1 for DC and, for even ``n``, Nyquist.
     In ``like``'s dtype and on its device.
     """
-    weight = torch.full([length], 2.0, dtype=like.dtype, device=like.device)
-    weight[0] = 1.0
-    if n % 2 == 0:
-        weight[-1] = 1.0
-    return weight
+    # Arithmetic rather than ``if n % 2 == 0``: torch.compile with dynamic shapes then keeps one graph for every n.
+    k = torch.arange(length, device=like.device)
+    return 2.0 - (k == 0).to(like.dtype) - (2 * k == n).to(like.dtype)
 
 
 def _scaled_copy(parts: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:

@@ -45,6 +45,14 @@ class FrequencyGrid(nn.Module):
         """The size of the spectral grid for a signal of ``spatial_size``."""
         return [len(axis) for axis in self.indices(spatial_size)]
 
+    def index_tensor(self, spatial_size: list[int], axis: int, device: torch.device) -> torch.Tensor:
+        """
+        :meth:`indices` of one axis as an int64 tensor. A grid that overrides this with tensor ops only
+        (:class:`~monai_srb.spectral.fourier.FourierGrid`) lets ``torch.compile`` with dynamic shapes keep one
+        graph for every size, where the Python list of :meth:`indices` fixes the size.
+        """
+        return torch.tensor(self.indices(spatial_size)[axis], dtype=torch.long, device=device)
+
 
 class SpectralTransform(nn.Module, ABC):
     """

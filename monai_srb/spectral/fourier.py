@@ -86,6 +86,13 @@ class FourierGrid(FrequencyGrid):
                 out.append([k if k < (n + 1) // 2 else k - n for k in range(n)])
         return out
 
+    def index_tensor(self, spatial_size: list[int], axis: int, device: torch.device) -> torch.Tensor:
+        n = spatial_size[axis]
+        if axis == len(spatial_size) - 1:
+            return torch.arange(n // 2 + 1, device=device)
+        k = torch.arange(n, device=device)
+        return torch.where(k < (n + 1) // 2, k, k - n)
+
 
 class FourierTransform(SpectralTransform):
     """

@@ -58,11 +58,6 @@ def test_compiled_block_matches_eager_without_graph_breaks(name, spatial_dims, s
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="not yet: the spectral ReLU resamples W, B through Python lists of frequency indices "
-    "(FrequencyGrid.indices), and mirror_weight branches on n % 2, so dynamo specialises on H and W",
-)
 def test_one_dynamic_srb_f_graph_serves_three_sizes():
     torch._dynamo.reset()
     block = _active("srb_fft", 2, 8, {})
