@@ -55,7 +55,7 @@ class SpectralReLU(nn.Module):
     def _lerp_indices(
         self, axis: int, spatial_size: list[int], device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The stored entries each frequency index of ``axis`` of a ``spatial_size`` signal lies between, and how far."""
+        """The stored entries each frequency index of ``axis`` (``spatial_size`` signal) lies between, and how far."""
         src, order, size = self.spatial_size[axis], self.order[axis], spatial_size[axis]
         k = self.grid.index_tensor(spatial_size, axis, device).to(torch.float64)
         # Position among the stored entries in frequency order: index k of n is the normalised frequency k / n.
