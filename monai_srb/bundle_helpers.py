@@ -34,6 +34,7 @@ from monai_srb.data import (
 __all__ = [
     "CLASSIFICATION_TASKS",
     "classification_loss",
+    "compiled_network",
     "distributed_device",
     "finalize_distributed",
     "inference_image_dir",
@@ -147,6 +148,30 @@ def train_val_split(
         group_pattern, len(train), len({subject[id(d)] for d in train}), len(val), len({subject[id(d)] for d in val}),
     )
     return train, val
+
+
+def compiled_network(
+    network: torch.nn.Module, enabled: bool, compile_kwargs: Mapping[str, Any] | None = None
+) -> torch.nn.Module:
+    """
+    The network a bundle's engines run: ``torch.compile(network, **compile_kwargs)`` when ``enabled`` (the ``compile``
+    override), else ``network`` itself. The compiled module shares ``network``'s parameters, and the checkpoint
+    savers keep saving ``network``, so a checkpoint of a compiled run has no ``_orig_mod.`` prefixes and loads into
+    an eager network, and the other way round.
+
+    Not MONAI's ``SupervisedTrainer(compile=True)``: on MONAI 1.6 it rebuilds a ``MetaTensor`` from the collated
+    batch's metadata after each iteration, and with a batch of more than one image ``is_no_channel`` then calls
+    ``bool()`` on a tensor of one value per image ("Boolean value of Tensor with more than one value is
+    ambiguous"), so every bundle training with ``compile=True`` and ``batch_size`` > 1 failed in its first step.
+
+    Args:
+        network: the bundle's network (inside ``DistributedDataParallel`` under DDP).
+        enabled: whether to compile.
+        compile_kwargs: ``torch.compile``'s keyword arguments, e.g. ``{"dynamic": true}``.
+    """
+    if not enabled:
+        return network
+    return torch.compile(network, **dict(compile_kwargs or {}))
 
 
 def classification_loss(

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from monai.networks.blocks import UpSample
 from monai.networks.nets import BasicUNet
+from monai.networks.nets.basic_unet import UpCat
 from monai.utils import ensure_tuple, ensure_tuple_rep, look_up_option
 from torch import nn
 
@@ -25,6 +26,36 @@ PAPER_UNET_FEATURES = (16, 32, 64, 128, 256, 16)
 # per-image statistics at inference are a global path of their own, which batch norm (running statistics at
 # inference) does not have. The paper does not name its U-Net's norm.
 UNET_NORMS = {"instance": ("instance", {"affine": True}), "batch": ("batch", {"affine": True})}
+
+
+class PadWhenNeededUpCat(UpCat):
+    """
+    MONAI's ``UpCat`` that pads the up-sampled map only where it is smaller than the encoder's (odd edge lengths).
+    ``UpCat`` always calls ``pad(..., "replicate")``, with zero padding for even sizes, and under ``torch.compile``
+    the fake kernel of ``replication_pad2d_backward`` asserts contiguous strides that inductor's channels-last
+    gradient does not have: ``torch.compile(BasicUNet(2, 3, 2))`` fails its backward on torch 2.13 (CPU).
+    Skipping the no-op pad computes the same values. :class:`SRBUNet` switches its ``upcat_*`` to this class in
+    place rather than rebuilding them, so the seeded initialisation (and every published result) is unchanged.
+    """
+
+    def forward(self, x: torch.Tensor, x_e: torch.Tensor | None):
+        """
+        Args:
+            x: features to be upsampled.
+            x_e: optional features from the encoder, if None, this branch is not in use.
+        """
+        x_0 = self.upsample(x)
+        if x_e is not None and torch.jit.isinstance(x_e, torch.Tensor):
+            if self.is_pad:
+                dimensions = len(x.shape) - 2
+                sp = [0] * (dimensions * 2)
+                for i in range(dimensions):
+                    if x_e.shape[-i - 1] != x_0.shape[-i - 1]:
+                        sp[i * 2 + 1] = 1
+                if any([p != 0 for p in sp]):
+                    x_0 = torch.nn.functional.pad(x_0, sp, "replicate")
+            return self.convs(torch.cat([x_e, x_0], dim=1))
+        return self.convs(x_0)
 
 
 def unet_norm(norm: str) -> tuple[str, dict[str, Any]]:
@@ -145,6 +176,8 @@ class SRBUNet(BasicUNet):
         self.srb_positions = positions
         self.unet_star = unet_star
 
+        for up in (self.upcat_1, self.upcat_2, self.upcat_3, self.upcat_4):
+            up.__class__ = PadWhenNeededUpCat  # see its docstring: the same module, compilable
         fea = ensure_tuple_rep(features, 6)
         if unet_star:
             self.down_4.max_pooling = nn.Identity()

@@ -75,9 +75,9 @@ SPELLINGS = [("false", False), ("False", False), ("no", False), ("0", False), (0
 
 
 def test_every_boolean_id_is_parsed():
-    assert _bool_ids(CHEST) == ["amp", "patient_wise", "require_images", "test_at_end", "weighted_loss"]
-    assert _bool_ids(SKIN) == ["amp", "keep_aspect", "val_details"]
-    assert _bool_ids(SEG3D) == ["amp", "check_data"]
+    assert _bool_ids(CHEST) == ["amp", "compile", "patient_wise", "require_images", "test_at_end", "weighted_loss"]
+    assert _bool_ids(SKIN) == ["amp", "compile", "keep_aspect", "val_details"]
+    assert _bool_ids(SEG3D) == ["amp", "check_data", "compile"]
     for bundle in (CHEST, SKIN, SEG3D):
         for path in sorted((BUNDLES / bundle / "configs").glob("*.json")):
             config = json.loads(path.read_text())
@@ -186,3 +186,19 @@ def test_val_details_adds_the_per_image_metrics_saver(spelling, expected, tmp_pa
     if expected:
         assert savers[0].save_dir == str(tmp_path / "val_details")
         assert list(savers[0].metric_details) == ["val_dice", "val_hc_error_mm"]
+
+
+@pytest.mark.parametrize("bundle", [CHEST, SKIN, SEG3D])
+@pytest.mark.parametrize("spelling,compiled", [("false", False), (False, False), ("true", True), ("yes", True)])
+def test_compile_gives_every_engine_the_compiled_network(bundle, spelling, compiled, tmp_path):
+    import torch
+
+    parser = _parser(bundle, output_dir=str(tmp_path), compile=spelling, **TINY[bundle])
+    network = parser.get_parsed_content("network")
+    engine = parser.get_parsed_content("compiled_network")
+    assert isinstance(engine, torch._dynamo.eval_frame.OptimizedModule) is compiled
+    assert (engine._orig_mod if compiled else engine) is network  # the savers keep saving the eager network
+    train = json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
+    engines = [v for group in ("train", "validate") for v in train[group].values()
+               if isinstance(v, dict) and v.get("_target_") in ("SupervisedTrainer", "SupervisedEvaluator")]
+    assert engines and all(e["network"] == "@compiled_network" for e in engines)

@@ -135,6 +135,29 @@ def test_same_seed_gives_identical_metrics(trained, tmp_path):
     assert histories[0] == histories[1]
 
 
+# Compiled and eager runs differ only by inductor's rounding; on the CPU they agreed to the last digit here.
+COMPILE_TOLERANCE = 1e-4
+
+
+@pytest.mark.slow
+def test_compile_true_trains_to_the_eager_metrics_and_saves_an_eager_checkpoint(trained, tmp_path):
+    compiled = _run("train", output_dir=str(tmp_path), epochs=2, compile="true", **TINY)
+    engine = compiled.parser.get_parsed_content("train#trainer").network
+    assert isinstance(engine, torch._dynamo.eval_frame.OptimizedModule)
+    for key, value in _metrics(compiled).items():
+        assert abs(value - trained.metrics[key]) <= COMPILE_TOLERANCE, key
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert not [k for k in state if "_orig_mod" in k]
+    eager = compiled.parser.get_parsed_content("network_def", instantiate=True)
+    eager.load_state_dict(state)  # a compiled run's checkpoint into an eager network
+    # and the other way round: an eager run's checkpoint into the network a compiled run's engines wrap
+    engine._orig_mod.load_state_dict(torch.load(trained.out / "models" / "model.pt", weights_only=True))
+    x = torch.rand(1, 3, 32, 32)
+    eager.load_state_dict(engine._orig_mod.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(engine.eval()(x), eager.eval()(x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_evaluate_recomputes_the_best_validation_metrics(trained, tmp_path):
     # evaluate scores every image of dataset_dir, no split: a folder of the validation images alone gives
