@@ -61,7 +61,8 @@ def read_details(client: Any, run_id: str) -> dict[str, dict[str, float]]:
 def export_records(uri: str, grid: Mapping[str, Any], preset: str, dest: str | os.PathLike) -> list[Path]:
     """
     Write one record per FINISHED tagged run of the preset's experiment in ``uri`` to ``dest/<run name>.json``
-    (an existing record of the same run is rewritten; records of other runs stay). Returns the files written.
+    (an existing record of the same run is rewritten; records of other runs stay, and so does the record a run
+    was imported from). Returns the files written.
 
     Raises:
         ValueError: when the store has no such experiment.
@@ -77,6 +78,8 @@ def export_records(uri: str, grid: Mapping[str, Any], preset: str, dest: str | o
     for run in runs:
         if TAG + "variant" not in run.data.tags:
             continue
+        if (dest / run.data.tags.get(TAG + "record", "\0")).is_file():
+            continue  # imported from this folder: its record is already there, as it was first written
         metrics, dropped = {}, []
         for key in sorted(run.data.metrics):
             history = client.get_metric_history(run.info.run_id, key)

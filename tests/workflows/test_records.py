@@ -56,6 +56,7 @@ def test_export_then_import_gives_the_report_the_same_runs(tmp_path):
     assert set(after) == set(before)
     for key, run in after.items():
         assert run.history == before[key].history and run.start_time == before[key].start_time
+    assert export_records(dst, GRID, PRESET, tmp_path / "records") == []  # imported from there: left as written
     again = export_records(dst, GRID, PRESET, tmp_path / "again")
     assert [json.loads(p.read_text())["details"] for p in again] == [json.loads(p.read_text())["details"]
                                                                     for p in written]
