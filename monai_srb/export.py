@@ -33,9 +33,11 @@ from monai_srb.bundle_config import load_network_config
 from monai_srb.spectral.fourier import FFT_IMPLS, FourierTransform
 
 __all__ = [
+    "EXPORT_FORMATS",
     "OnnxPredictor",
     "bundle_input_shape",
     "export_onnx",
+    "export_pt2",
     "export_torchscript",
     "load_network_weights",
     "matmul_dft",
@@ -43,6 +45,8 @@ __all__ = [
 ]
 
 INPUT_NAME, OUTPUT_NAME = "image", "pred"
+# What ``monai-srb export --format`` writes: TorchScript (model.ts), ONNX (model.onnx), torch.export (model.pt2).
+EXPORT_FORMATS = ("ts", "onnx", "pt2")
 
 
 def set_fft_impl_(network: nn.Module, impl: str) -> int:
@@ -114,6 +118,68 @@ def export_torchscript(
     if diff > atol:
         raise ValueError(f"TorchScript model {filepath} differs from eager PyTorch by {diff:.3g} > atol={atol}.")
     return filepath
+
+
+def _fixed_size(network: nn.Module) -> bool:
+    """Whether ``network`` holds a transform built for one input size (SRB_A): its export keeps that size."""
+    from monai_srb.spectral.base import SpectralTransform
+
+    return any(isinstance(m, SpectralTransform) and m.needs_spatial_size for m in network.modules())
+
+
+def export_pt2(
+    network: nn.Module,
+    filepath: str,
+    example_input: torch.Tensor | Sequence[int],
+    check_shapes: Sequence[Sequence[int]] = (),
+    atol: float = 1e-4,
+) -> str:
+    """
+    Save ``network`` (in eval mode) as a ``torch.export`` ExportedProgram (``torch.export.save``), without
+    TorchScript. The batch is dynamic, and so is every spatial dim unless the network holds an SRB_A (its
+    orthogonal matrices are built for one size): ``Dim.AUTO``, so the exporter keeps what the network needs (for a
+    U-Net, the multiples of 16 its poolings take, and the smallest sizes its norms take; the program's
+    ``range_constraints`` hold them). The saved program is reloaded and checked against eager PyTorch at
+    ``example_input`` and at each of ``check_shapes``.
+
+    Args:
+        network: the network to export; switched to eval mode.
+        filepath: the ``.pt2`` file to write.
+        example_input: a tensor or a shape (batch, channels, *spatial) to trace.
+        check_shapes: further input shapes the reloaded program must take and match eager at.
+        atol: largest absolute difference accepted between the reloaded program and eager PyTorch.
+
+    Raises:
+        ValueError: when the reloaded program differs from eager PyTorch by more than ``atol`` at a shape.
+    """
+    network = network.eval()
+    given = _example(network, example_input)
+    # torch.export fixes a dim of size 1 (0/1 specialisation): trace a batch of 2, so the batch stays dynamic
+    x = torch.cat([given, given]) if given.shape[0] == 1 else given
+    dims = {0: torch.export.Dim.AUTO}
+    if not _fixed_size(network):
+        dims.update({axis: torch.export.Dim.AUTO for axis in range(2, x.ndim)})
+    name = (inspect_forward_args(network) or ["x"])[0]
+    with torch.no_grad():
+        program = torch.export.export(network, (x,), dynamic_shapes={name: dims})
+    torch.export.save(program, filepath)
+    loaded = torch.export.load(filepath).module()
+    for shape in [list(given.shape), list(x.shape), *[list(s) for s in check_shapes]]:
+        probe = torch.randn(shape, device=x.device)
+        with torch.no_grad():
+            diff = (loaded(probe) - network(probe)).abs().max().item()
+        if diff > atol:
+            raise ValueError(f"torch.export program {filepath} differs from eager PyTorch by {diff:.3g} > atol={atol} "
+                             f"at input shape {shape}.")
+    return filepath
+
+
+def inspect_forward_args(network: nn.Module) -> list[str]:
+    """The names of ``network.forward``'s positional arguments (``torch.export``'s ``dynamic_shapes`` keys)."""
+    import inspect
+
+    return [p.name for p in inspect.signature(network.forward).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def export_onnx(
@@ -273,7 +339,8 @@ def _cli_overrides(extra: Sequence[str]) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """
-    Export a bundle's (trained) network to ``<out_dir>/model.ts`` and ``<out_dir>/model.onnx``, built with
+    Export a bundle's (trained) network to ``<out_dir>/model.ts`` and ``<out_dir>/model.onnx`` (``--format``; also
+    ``model.pt2``, a ``torch.export`` program), built with
     the overrides stored beside the checkpoint and then those given on the command line.
     """
     import argparse
@@ -288,6 +355,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--ckpt_file", default=None, help="default: the config's output_dir/models/model.pt")
     ap.add_argument("--out_dir", default="exported")
     ap.add_argument("--input_shape", type=int, nargs="+", default=None, help="(batch, channels, *spatial)")
+    ap.add_argument("--format", nargs="+", default=["ts", "onnx"], choices=EXPORT_FORMATS,
+                    help="ts (TorchScript), onnx (ONNX, checked with ONNX Runtime), pt2 (torch.export; dynamic batch "
+                    "and spatial size, but for SRB_A); default: ts onnx")
     args, extra = ap.parse_known_args(argv)
     try:
         overrides = _cli_overrides(extra)
@@ -309,9 +379,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_network_weights(network, ckpt)
     shape = args.input_shape or bundle_input_shape(parser)
     os.makedirs(args.out_dir, exist_ok=True)
-    ts = export_torchscript(network, os.path.join(args.out_dir, "model.ts"), shape)
-    onnx_path = export_onnx(network, os.path.join(args.out_dir, "model.onnx"), shape)
-    print(f"exported {ckpt} for input {['batch'] + shape[1:]}:\n  {ts}\n  {onnx_path}")
+    written = []
+    if "ts" in args.format:
+        written.append(export_torchscript(network, os.path.join(args.out_dir, "model.ts"), shape))
+    if "onnx" in args.format:
+        written.append(export_onnx(network, os.path.join(args.out_dir, "model.onnx"), shape))
+    if "pt2" in args.format:
+        # a second size to check the dynamic dims: twice each spatial size (the same multiples), batch 2
+        other = [] if _fixed_size(network) else [[2, shape[1], *[2 * s for s in shape[2:]]]]
+        written.append(export_pt2(network, os.path.join(args.out_dir, "model.pt2"), shape, other))
+    print(f"exported {ckpt} for input {['batch'] + shape[1:]}:\n  " + "\n  ".join(written))
 
 
 if __name__ == "__main__":

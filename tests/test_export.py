@@ -158,3 +158,58 @@ def test_export_names_the_mismatch_when_the_overrides_are_missing(tmp_path):
         main([*args, "--features", "[4, 4, 8, 8, 16, 4]"])  # trained at 64, exported at the default 128
     with pytest.raises(SystemExit):
         main([*args, "--image_size"])  # an override without its value is a usage error
+
+
+FOUR = ["before_up4", "before_up3", "before_up2", "before_up1"]
+# (name, network factory, traced shape, further shapes the program must take; None: the size is fixed)
+PT2_CASES = [
+    ("srb_fft_unet", lambda: SRBUNet(2, 3, 2, features=(8, 8, 16, 32, 64, 8), srb_positions=FOUR), (1, 3, 64, 96),
+     [(3, 3, 48, 80), (2, 3, 128, 32)]),
+    ("srb_dct_unet", lambda: SRBUNet(2, 1, 2, features=(8, 8, 16, 32, 64, 8), block="srb_dct"), (2, 1, 32, 32),
+     [(1, 1, 64, 48)]),
+    ("srb_fft_unet_3d", lambda: SRBUNet(3, 1, 2, features=(8, 8, 16, 32, 64, 8)), (1, 1, 32, 32, 32),
+     [(2, 1, 48, 32, 64)]),
+    ("srb_aom_unet", lambda: SRBUNet(2, 1, 2, features=(8, 8, 16, 32, 64, 8), block="srb_aom", spatial_size=32),
+     (1, 1, 32, 32), None),
+]
+
+
+@pytest.mark.parametrize("name,factory,shape,others", PT2_CASES, ids=[c[0] for c in PT2_CASES])
+def test_pt2_program_matches_eager_at_other_sizes(tmp_path, name, factory, shape, others):
+    from monai_srb.export import export_pt2
+
+    torch.manual_seed(0)
+    net = factory()
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n.endswith("alpha"):
+                p.fill_(0.5)
+    path = export_pt2(net, str(tmp_path / "model.pt2"), shape, others or [])
+    program = torch.export.load(path).module()
+    for probe in [shape, *(others or [])]:
+        x = torch.randn(probe)
+        with torch.no_grad():
+            torch.testing.assert_close(program(x), net(x), rtol=1e-4, atol=1e-4)
+    if others is None:  # SRB_A: built for one size, so the program takes only that one (any batch)
+        with torch.no_grad():
+            program(torch.randn(3, *shape[1:]))
+        with pytest.raises(AssertionError, match=r"Guard failed: x.size\(\)\[2\] == 32"):
+            program(torch.randn(1, 1, 64, 64))
+
+
+def test_cli_format_pt2_writes_only_the_exported_program(tmp_path):
+    from monai.bundle import ConfigParser
+
+    from monai_srb.export import main
+
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "srb_skin_lesion_segmentation"
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "train.json"))
+    parser.update({"bundle_root": str(bundle), "output_dir": str(tmp_path / "run"), "image_size": 32,
+                   "image_channels": 3})
+    torch.save(parser.get_parsed_content("network_def").state_dict(), tmp_path / "model.pt")
+    main(["--bundle_root", str(bundle), "--ckpt_file", str(tmp_path / "model.pt"), "--out_dir", str(tmp_path / "out"),
+          "--format", "pt2", "--image_size", "32", "--image_channels", "3"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.pt2"]
+    program = torch.export.load(str(tmp_path / "out" / "model.pt2")).module()
+    assert program(torch.randn(3, 3, 64, 48)).shape == (3, 2, 64, 48)  # another batch and size than exported

@@ -68,13 +68,17 @@ class SpectralReLU(nn.Module):
 
     def resampled(self, spatial_size: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``W`` and ``B`` on the spectral grid of an input of ``spatial_size``."""
-        if spatial_size == self.spatial_size:
+        # Under torch.compile / torch.export a size compared with the stored one would fix the graph to one side
+        # of the comparison; there every axis takes the resampling path, which at an equal size gives the stored
+        # entries exactly (positions k * n / n, weights 0).
+        exact = not torch.compiler.is_compiling()
+        if exact and spatial_size == self.spatial_size:
             return self.weight, self.bias
         if len(spatial_size) != len(self.spatial_size):
             raise ValueError(f"SpectralReLU expects {len(self.spatial_size)} spatial dims, got size {spatial_size}.")
         table = torch.stack([self.weight, self.bias])
         for axis in range(len(spatial_size)):
-            if self.spatial_size[axis] == spatial_size[axis]:
+            if exact and self.spatial_size[axis] == spatial_size[axis]:
                 continue
             lo, hi, frac = self._lerp_indices(axis, spatial_size, table.device)
             shape = [1] * table.ndim

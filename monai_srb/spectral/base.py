@@ -45,13 +45,26 @@ class FrequencyGrid(nn.Module):
         """The size of the spectral grid for a signal of ``spatial_size``."""
         return [len(axis) for axis in self.indices(spatial_size)]
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "indices" in cls.__dict__ and "index_tensor" not in cls.__dict__:
+            # a grid defined by its lists alone stays right; a function of its own per class (TorchScript
+            # compiles a method by its function's name, once per class)
+            def index_tensor(
+                self: FrequencyGrid, spatial_size: list[int], axis: int, device: torch.device
+            ) -> torch.Tensor:
+                return torch.tensor(self.indices(spatial_size)[axis], dtype=torch.long, device=device)
+
+            cls.index_tensor = index_tensor
+
     def index_tensor(self, spatial_size: list[int], axis: int, device: torch.device) -> torch.Tensor:
         """
-        :meth:`indices` of one axis as an int64 tensor. A grid that overrides this with tensor ops only
-        (:class:`~monai_srb.spectral.fourier.FourierGrid`) lets ``torch.compile`` with dynamic shapes keep one
-        graph for every size, where the Python list of :meth:`indices` fixes the size.
+        :meth:`indices` of one axis as an int64 tensor, in tensor ops only (here ``arange``), so that
+        ``torch.compile`` with dynamic shapes and ``torch.export`` keep one graph for every size, where a Python
+        list of ``range(n)`` fixes ``n``. A subclass that overrides :meth:`indices` alone gets the tensor of its
+        lists (size-specialised under the compiler); the built-in grids override both.
         """
-        return torch.tensor(self.indices(spatial_size)[axis], dtype=torch.long, device=device)
+        return torch.arange(spatial_size[axis], device=device)
 
 
 class SpectralTransform(nn.Module, ABC):

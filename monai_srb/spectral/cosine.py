@@ -25,7 +25,8 @@ def dct_matrix(n: int, dtype: torch.dtype = torch.float32, device: torch.device 
         return torch.zeros(0, 0, dtype=dtype, device=device)
     k = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(1)
     i = torch.arange(n, dtype=torch.float64, device=device).unsqueeze(0)
-    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
+    # the scale as a tensor op: math.sqrt of a symbolic size makes torch.export fix the size
+    d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * torch.sqrt(2.0 / torch.scalar_tensor(n, dtype=torch.float64))
     d[0] = d[0] / math.sqrt(2.0)
     return d.to(dtype)
 
@@ -54,6 +55,9 @@ class CosineTransform(SeparableMatrixTransform):
     def matrices(self, spatial_size: list[int]) -> list[torch.Tensor]:
         built: list[torch.Tensor] = [self.dct_0, self.dct_1, self.dct_2][: self.spatial_dims]
         out: list[torch.Tensor] = []
+        # Under torch.compile / torch.export the matrices are built for the input's size in the graph: comparing
+        # the size with the buffer's would fix the graph to one size.
+        exact = not torch.compiler.is_compiling()
         for m, n in zip(built, spatial_size):
-            out.append(m if m.shape[0] == n else dct_matrix(n, m.dtype, m.device))
+            out.append(m if exact and m.shape[0] == n else dct_matrix(n, m.dtype, m.device))
         return out
