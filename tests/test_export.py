@@ -165,16 +165,17 @@ FOUR = ["before_up4", "before_up3", "before_up2", "before_up1"]
 PT2_CASES = [
     ("srb_fft_unet", lambda: SRBUNet(2, 3, 2, features=(8, 8, 16, 32, 64, 8), srb_positions=FOUR), (1, 3, 64, 96),
      [(3, 3, 48, 80), (2, 3, 128, 32)]),
-    ("srb_dct_unet", lambda: SRBUNet(2, 1, 2, features=(8, 8, 16, 32, 64, 8), block="srb_dct"), (2, 1, 32, 32),
-     [(1, 1, 64, 48)]),
-    ("srb_fft_unet_3d", lambda: SRBUNet(3, 1, 2, features=(8, 8, 16, 32, 64, 8)), (1, 1, 32, 32, 32),
-     [(2, 1, 48, 32, 64)]),
-    ("srb_aom_unet", lambda: SRBUNet(2, 1, 2, features=(8, 8, 16, 32, 64, 8), block="srb_aom", spatial_size=32),
-     (1, 1, 32, 32), None),
+    pytest.param("srb_dct_unet", lambda: SRBUNet(2, 1, 2, features=(8, 8, 16, 32, 64, 8), block="srb_dct"),
+                 (2, 1, 32, 32), [(1, 1, 64, 48)], marks=pytest.mark.slow),
+    pytest.param("srb_fft_unet_3d", lambda: SRBUNet(3, 1, 2, features=(8, 8, 16, 32, 64, 8)), (1, 1, 32, 32, 32),
+                 [(2, 1, 48, 32, 64)], marks=pytest.mark.slow),
+    pytest.param("srb_aom_unet", lambda: SRBUNet(2, 1, 2, features=(8, 8, 16, 32, 64, 8), block="srb_aom",
+                                                 spatial_size=32), (1, 1, 32, 32), None, marks=pytest.mark.slow),
 ]
 
 
-@pytest.mark.parametrize("name,factory,shape,others", PT2_CASES, ids=[c[0] for c in PT2_CASES])
+@pytest.mark.parametrize("name,factory,shape,others", PT2_CASES, ids=["srb_fft_unet", "srb_dct_unet",
+                                                                     "srb_fft_unet_3d", "srb_aom_unet"])
 def test_pt2_program_matches_eager_at_other_sizes(tmp_path, name, factory, shape, others):
     from monai_srb.export import export_pt2
 
@@ -197,6 +198,7 @@ def test_pt2_program_matches_eager_at_other_sizes(tmp_path, name, factory, shape
             program(torch.randn(1, 1, 64, 64))
 
 
+@pytest.mark.slow
 def test_cli_format_pt2_writes_only_the_exported_program(tmp_path):
     from monai.bundle import ConfigParser
 

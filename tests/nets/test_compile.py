@@ -1,0 +1,52 @@
+"""
+The networks under ``torch.compile`` (inductor, default mode): forward and backward match eager. Slow: inductor
+compiles each network for a minute or more on a CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from monai_srb.nets import SRBUNet
+
+FOUR = ["before_up4", "before_up3", "before_up2", "before_up1"]
+# (id, network factory, input shape)
+CASES = [
+    ("srb_unet_2d", lambda: SRBUNet(2, 3, 2, srb_positions=FOUR), (2, 3, 32, 48)),
+    ("srb_unet_3d", lambda: SRBUNet(3, 1, 3, features=(8, 8, 16, 32, 64, 8), srb_positions=FOUR[:2]),
+     (1, 1, 16, 16, 32)),
+]
+# SRBResNet50, SRBDenseNet121 and SRBSPMNet compile and match eager in the output, but their input gradients
+# differ by 2e-3 to 2e-2 of the largest (measured 2026-12-07, torch 2.13 CPU): more than this test's 1e-5, and
+# not yet traced to the backbone or to the blocks, so they are not in the table. SRB_A, SRB_DCT and the attention
+# blocks are in tests/blocks/test_compile.py. That a compiled SRBUNet trains, with the eager metrics, is
+# tests/bundles/test_skin_lesion_bundle.py's compile test.
+
+
+def _activate(net):
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("alpha"):
+                p.fill_(0.5)
+    return net
+
+
+def _output_and_grad(module, x):
+    x = x.detach().clone().requires_grad_(True)
+    y = module(x)
+    y.square().mean().backward()
+    return y.detach(), x.grad
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("build,shape", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_compiled_network_matches_eager(build, shape):
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    net = _activate(build()).eval()  # eval: batch statistics of a 2-image batch would make the check ill-posed
+    x = torch.randn(shape)
+    y, g = _output_and_grad(torch.compile(net), x)
+    y0, g0 = _output_and_grad(net, x)
+    torch.testing.assert_close(y, y0, rtol=1e-5, atol=1e-5 * y0.abs().max().item())
+    torch.testing.assert_close(g, g0, rtol=1e-5, atol=1e-4 * g0.abs().max().item())
