@@ -123,7 +123,10 @@ def import_records(src: str | os.PathLike, uri: str, grid: Mapping[str, Any], pr
     from mlflow.entities import Metric, Param
 
     name = experiment_name(grid, preset)
-    client, experiment = client_and_experiment(uri, name, create=True)
+    # as the runner's own store keeps them: artifacts beside a SQLite file, in mlartifacts/
+    artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri() \
+        if uri.startswith("sqlite:///") else None
+    client, experiment = client_and_experiment(uri, name, create=True, artifact_location=artifacts)
     present = {r.info.run_name for r in client.search_runs(
         [experiment.experiment_id], filter_string="attributes.status = 'FINISHED'", max_results=50000)}
     imported = []

@@ -50,6 +50,7 @@ def test_export_then_import_gives_the_report_the_same_runs(tmp_path):
     dst = f"sqlite:///{tmp_path / 'dst.db'}"
     assert len(import_records(tmp_path / "records", dst, GRID, PRESET)) == 2
     assert import_records(tmp_path / "records", dst, GRID, PRESET) == []  # FINISHED in the store: not again
+    assert list((tmp_path / "mlartifacts").rglob("val_dice_raw.csv"))  # beside the store, as the runner keeps them
     before = {(r.variant, r.seed, r.fold): r for r in read_runs(src, GRID, PRESET, ["val_mean_iou"])
               if r.status == "FINISHED"}
     after = {(r.variant, r.seed, r.fold): r for r in read_runs(dst, GRID, PRESET, ["val_mean_iou"])}
