@@ -20,7 +20,7 @@ CASES = [
 # SRBResNet50, SRBDenseNet121 and SRBSPMNet compile and match eager in the output, but their input gradients
 # differ by 2e-3 to 2e-2 of the largest (measured 2026-12-07, torch 2.13 CPU): more than this test's 1e-5, and
 # not yet traced to the backbone or to the blocks, so they are not in the table. SRB_A, SRB_DCT and the attention
-# blocks are in tests/blocks/test_compile.py. That a compiled SRBUNet trains, with the eager metrics, is
+# blocks are in tests/blocks/test_compiled_blocks.py. That a compiled SRBUNet trains, with the eager metrics, is
 # tests/bundles/test_skin_lesion_bundle.py's compile test.
 
 
