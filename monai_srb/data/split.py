@@ -47,6 +47,13 @@ def _check_val_fraction(val_fraction: float) -> None:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}.")
 
 
+def _check_fold(fold: int, num_folds: int) -> None:
+    if num_folds < 2:
+        raise ValueError(f"num_folds must be at least 2, got {num_folds}.")
+    if not 0 <= fold < num_folds:
+        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+
+
 def _split(
     datalist: Sequence[dict[str, Any]], val_indices: np.ndarray
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -108,10 +115,7 @@ def kfold_split(
             fewer than ``num_folds`` items, or two items have the same ``"image"`` path (named, with both
             positions).
     """
-    if num_folds < 2:
-        raise ValueError(f"num_folds must be at least 2, got {num_folds}.")
-    if not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+    _check_fold(fold, num_folds)
     if len(datalist) < num_folds:
         raise ValueError(
             f"need at least num_folds={num_folds} items for a {num_folds}-fold split, got {len(datalist)}."
@@ -242,10 +246,7 @@ def group_kfold_split(
         ValueError: when ``num_folds`` < 2, ``fold`` is outside ``[0, num_folds)``, ``groups`` and ``datalist``
             differ in length, there are fewer subjects than ``num_folds``, or two items have the same image.
     """
-    if num_folds < 2:
-        raise ValueError(f"num_folds must be at least 2, got {num_folds}.")
-    if not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be in [0, {num_folds}), got {fold}.")
+    _check_fold(fold, num_folds)
     if len(groups) != len(datalist):
         raise ValueError(f"need one subject per item: {len(groups)} subjects for {len(datalist)} items.")
     subjects, inverse = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
