@@ -61,8 +61,8 @@ def read_details(client: Any, run_id: str) -> dict[str, dict[str, float]]:
 def export_records(uri: str, grid: Mapping[str, Any], preset: str, dest: str | os.PathLike) -> list[Path]:
     """
     Write one record per FINISHED tagged run of the preset's experiment in ``uri`` to ``dest/<run name>.json``
-    (an existing record of the same run is rewritten; records of other runs stay, and so does the record a run
-    was imported from). Returns the files written.
+    (a record already written for the same run, or the record a run was imported from, is left as it is; a record
+    of another run of that name is replaced). Returns the files written.
 
     Raises:
         ValueError: when the store has no such experiment.
@@ -80,6 +80,9 @@ def export_records(uri: str, grid: Mapping[str, Any], preset: str, dest: str | o
             continue
         if (dest / run.data.tags.get(TAG + "record", "\0")).is_file():
             continue  # imported from this folder: its record is already there, as it was first written
+        path = dest / f"{run.info.run_name}.json"
+        if path.is_file() and json.loads(path.read_text()).get("run_id") == run.info.run_id:
+            continue  # written by an earlier export (the runner exports after every job): a FINISHED run is final
         metrics, dropped = {}, []
         for key in sorted(run.data.metrics):
             history = client.get_metric_history(run.info.run_id, key)
@@ -101,7 +104,6 @@ def export_records(uri: str, grid: Mapping[str, Any], preset: str, dest: str | o
             "metrics_left_out": dropped,
             "details": read_details(client, run.info.run_id),
         }
-        path = dest / f"{run.info.run_name}.json"
         path.write_text(json.dumps(record, indent=1) + "\n")
         written.append(path)
     return written

@@ -44,6 +44,7 @@ def test_export_then_import_gives_the_report_the_same_runs(tmp_path):
     src = _store(tmp_path, RUNS)
     written = export_records(src, GRID, PRESET, tmp_path / "records")
     assert sorted(p.name for p in written) == ["run0_s3_f0.json", "run1_s3_f0.json"]  # FINISHED runs only
+    assert export_records(src, GRID, PRESET, tmp_path / "records") == []  # already written: not again
     record = json.loads(written[0].read_text())
     assert record["metrics_left_out"] == ["train_loss"] and "train_loss" not in record["metrics"]
     assert record["details"] == {"val_dice": {"001_HC.png": 0.9, "002_HC.png": 0.5}}  # no machine paths
