@@ -64,7 +64,8 @@ def main(argv: Sequence[str] | None = None) -> str:
         argv: the command-line arguments (``--help``); ``None``: ``sys.argv[1:]``.
 
     Raises:
-        SystemExit: 2 on a usage error; with a message listing them when any job FAILED.
+        SystemExit: 2 on a usage error (a grid file that fails :func:`workflows.grid.load_grid`'s checks, a
+            ``--preset`` or ``--variants`` the grid lacks, ...); with a message listing them when any job FAILED.
     """
     parser = argparse.ArgumentParser(prog="python -m workflows.run_experiments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -99,7 +100,15 @@ def main(argv: Sequence[str] | None = None) -> str:
     if args.cpus is not None and args.address is not None:
         parser.error(f"--cpus sizes the Ray started here; the cluster at --address {args.address} has its own CPUs")
 
-    grid = load_grid(args.grid)
+    try:
+        grid = load_grid(args.grid)
+    except ValueError as e:  # a bad grid file is a usage error: its message, not a traceback
+        parser.error(str(e))
+    if args.preset not in grid["presets"]:
+        parser.error(f"--preset must be one of the presets {list(grid['presets'])} of {args.grid}, got {args.preset!r}")
+    unknown = [v for v in args.variants or [] if v not in grid["variants"]]
+    if unknown:
+        parser.error(f"--variants {unknown} are not variants of {args.grid}; its variants are {list(grid['variants'])}")
     out = Path(args.out)
     merge = [u for m in args.merge for u in merge_uris(m)]
     store = args.tracking_uri or tracking_uri(out)

@@ -415,3 +415,161 @@ def test_each_variant_can_be_paired_with_its_own_baseline():
     rows = summarise(records, ["val_mean_iou"], "val_mean_iou", baselines, ["A", "A+SRB", "B", "B+SRB"])
     assert [None if r.delta is None else round(r.delta.mean, 6) for r in rows] == [None, 0.1, None, -0.1]
     assert "Δ mean_iou vs its baseline" in format_table(rows, ["val_mean_iou"], "val_mean_iou", {"A+SRB": "A"})
+
+
+def _tiny_grid() -> dict:
+    """A valid grid of two variants and two presets, for breaking one key at a time."""
+    return {
+        "_doc_": "a comment",
+        "name": "tiny", "bundle": "bundles/srb_skin_lesion_segmentation", "configs": ["configs/train.json"],
+        "run_name_ids": ["run_name"], "key_metric": "val_dice", "metrics": ["val_dice", "val_mean_iou"],
+        "baseline": "U-Net", "baselines": {"U-Net + SRB_F": "U-Net"},
+        "variants": {"U-Net": {}, "U-Net + SRB_F": {"block": "srb_fft"}},
+        "presets": {
+            "smoke": {"variants": ["U-Net", "U-Net + SRB_F"], "seeds": [0, 1], "folds": [0, 1],
+                      "overrides": {"num_folds": 2}, "comparisons": [["U-Net + SRB_F", "U-Net"]]},
+            "more": {"experiment": "smoke", "variants": "*", "seeds": [2], "overrides": {"num_folds": 2}},
+        },
+    }
+
+
+_DROP = object()  # the value of a _set that deletes the key
+
+
+def _set(*keys_and_value):
+    """An edit of the tiny grid: set grid[k1][k2]... to the value, or delete the key when the value is _DROP."""
+    *keys, value = keys_and_value
+
+    def edit(grid: dict) -> None:
+        for key in keys[:-1]:
+            grid = grid[key]
+        if value is _DROP:
+            del grid[keys[-1]]
+        else:
+            grid[keys[-1]] = value
+
+    return edit
+
+
+SEEDS = ": preset 'smoke' 'seeds' must be a non-empty list of integers >= 0, got "
+VARIANTS = "the grid's variants are ['U-Net', 'U-Net + SRB_F']"
+# (case, edit of the tiny grid, text the error must hold after "grid <file>")
+BAD_GRIDS = [
+    ("missing key", _set("metrics", _DROP), " lacks the key(s) ['metrics']; a grid has the keys ['name', "),
+    ("misspelt key", _set("baselnes", {}), ": the grid has the unknown key(s) ['baselnes']; expected keys among"),
+    ("unknown baseline", _set("baseline", "UNet"), f": 'baseline' names the unknown variant 'UNet'; {VARIANTS}."),
+    ("baselines key unknown", _set("baselines", {"SRB": "U-Net"}), ": 'baselines' names the unknown variant 'SRB'"),
+    ("baselines value unknown", _set("baselines", "U-Net + SRB_F", "Unet"),
+     f": 'baselines' of 'U-Net + SRB_F' names the unknown variant 'Unet'; {VARIANTS}."),
+    ("baseline of itself", _set("baselines", "U-Net + SRB_F", "U-Net + SRB_F"),
+     ": 'baselines' of 'U-Net + SRB_F' pairs the variant with itself."),
+    ("preset names a missing variant", _set("presets", "smoke", "variants", ["U-Net", "U-Net + 9 SRB_F"]),
+     f": preset 'smoke' 'variants' names the unknown variant 'U-Net + 9 SRB_F'; {VARIANTS}."),
+    ("preset variants a name, not a list", _set("presets", "smoke", "variants", "U-Net"),
+     ": preset 'smoke' 'variants' must be '*' (every variant) or a non-empty list of variant names, got 'U-Net'."),
+    ("preset lists a variant twice", _set("presets", "smoke", "variants", ["U-Net", "U-Net"]),
+     ": preset 'smoke' 'variants' lists ['U-Net'] more than once."),
+    ("comparison names a missing variant", _set("presets", "smoke", "comparisons", [["U-Net + SRB_I", "U-Net"]]),
+     f": preset 'smoke' 'comparisons' names the unknown variant 'U-Net + SRB_I'; {VARIANTS}."),
+    ("comparison names an untrained variant", _set("presets", "smoke", "variants", ["U-Net"]),
+     ": preset 'smoke' 'comparisons' names 'U-Net + SRB_F', which the preset does not train; it trains ['U-Net']."),
+    ("comparison not a pair", _set("presets", "smoke", "comparisons", [["U-Net + SRB_F"]]),
+     ": preset 'smoke' 'comparisons' must be [variant, reference] pairs of names, got ['U-Net + SRB_F']."),
+    ("comparison of a variant with itself", _set("presets", "smoke", "comparisons", [["U-Net", "U-Net"]]),
+     ": preset 'smoke' 'comparisons' compares 'U-Net' with itself."),
+    ("seeds as a string", _set("presets", "smoke", "seeds", "0,1"),
+     ": preset 'smoke' 'seeds' must be a non-empty list of integers >= 0, got '0,1'."),
+    ("seeds as a number", _set("presets", "smoke", "seeds", 3), ": preset 'smoke' 'seeds' must be a non-empty list"),
+    ("a fractional seed", _set("presets", "smoke", "seeds", [0, 1.5]), SEEDS + "[0, 1.5]."),
+    ("a boolean seed", _set("presets", "smoke", "seeds", [True]), SEEDS + "[True]."),
+    ("a negative seed", _set("presets", "smoke", "seeds", [-1]), SEEDS + "[-1]."),
+    ("no seeds", _set("presets", "smoke", "seeds", []), SEEDS + "[]."),
+    ("a seed twice", _set("presets", "smoke", "seeds", [0, 0]), ": preset 'smoke' 'seeds' lists [0] more than once"),
+    ("folds as a string", _set("presets", "smoke", "folds", "0"),
+     ": preset 'smoke' 'folds' must be a non-empty list of integers >= 0, or null (one split, no folds), got '0'."),
+    ("a fold beyond num_folds", _set("presets", "smoke", "folds", [0, 2]),
+     ": preset 'smoke' 'folds' [0, 2] go beyond its num_folds=2 (folds 0 .. 1)."),
+    ("misspelt preset key", _set("presets", "smoke", "seed", [0]),
+     ": preset 'smoke' has the unknown key(s) ['seed']; expected keys among ['variants', 'seeds', 'folds', "),
+    ("experiment of a missing preset", _set("presets", "more", "experiment", "smok"),
+     ": preset 'more' 'experiment' names the unknown preset 'smok'; the grid's presets are ['smoke', 'more']."),
+    ("experiment with another budget", _set("presets", "more", "overrides", {"num_folds": 3}),
+     ": preset 'more' adds runs to the experiment of preset 'smoke', so it needs the same overrides"),
+    ("variants a list", _set("variants", ["U-Net"]),
+     ": 'variants' must be a non-empty object of variant name -> bundle overrides, got ['U-Net']."),
+    ("variant overrides a list", _set("variants", "U-Net", ["srb_positions"]),
+     ": variant 'U-Net' must be an object of bundle overrides, got ['srb_positions']."),
+    ("two variants of one run name", _set("variants", "U-Net plus SRB_F", {}),
+     ": variants 'U-Net + SRB_F' and 'U-Net plus SRB_F' have the same run name 'U_Net_plus_SRB_F' (the letters"),
+    ("presets a list", _set("presets", ["smoke"]), ": 'presets' must be a non-empty object of preset name -> preset"),
+    ("metrics a string", _set("metrics", "val_dice"),
+     ": 'metrics' must be a non-empty list of strings, got 'val_dice'."),
+    ("key metric not logged", _set("key_metric", "val_iou"),
+     ": 'key_metric' 'val_iou' is none of the 'metrics' ['val_dice', 'val_mean_iou']."),
+    ("configs a string", _set("configs", "configs/train.json"), ": 'configs' must be a non-empty list of strings"),
+    ("name a number", _set("name", 3), ": 'name' must be a non-empty string, got 3."),
+    ("test without transform", _set("test", {"data": "$@datalists['test']"}),
+     ": 'test' must be an object with the strings 'data' and 'transform', got {'data': "),
+]
+
+
+@pytest.mark.parametrize("case,edit,message", BAD_GRIDS, ids=[c[0] for c in BAD_GRIDS])
+def test_a_bad_grid_is_refused_naming_the_file_key_and_value(tmp_path, case, edit, message):
+    grid = _tiny_grid()
+    (tmp_path / "good.json").write_text(json.dumps(grid))
+    assert plan(load_grid(tmp_path / "good.json"), "smoke")  # the unbroken grid loads
+    edit(grid)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(grid))
+    with pytest.raises(ValueError) as info:
+        load_grid(path)
+    assert str(info.value).startswith(f"grid {path}{message}"), str(info.value)
+
+
+# (case, the grid file's text from the tiny grid's, the error after "grid <file>")
+BAD_GRID_FILES = [
+    ("duplicate variant name", lambda t: t.replace('"U-Net + SRB_F": {"block"', '"U-Net": {"block"'),
+     " repeats the key(s) ['U-Net'] in one object (JSON keeps only the last of them)."),
+    ("duplicate preset key", lambda t: t.replace('"seeds": [0, 1]', '"seeds": [0, 1], "seeds": [5]'),
+     " repeats the key(s) ['seeds'] in one object"),
+    ("not JSON", lambda t: t[:-2], " is not valid JSON: Expecting ',' delimiter: line 1"),
+    ("a list", lambda t: "[1, 2]", " must hold one JSON object with the keys ['name', 'bundle', "),
+]
+
+
+@pytest.mark.parametrize("case,text,message", BAD_GRID_FILES, ids=[c[0] for c in BAD_GRID_FILES])
+def test_a_bad_grid_file_is_refused_naming_the_file(tmp_path, case, text, message):
+    path = tmp_path / "bad.json"
+    path.write_text(text(json.dumps(_tiny_grid())))
+    with pytest.raises(ValueError) as info:
+        load_grid(path)
+    assert str(info.value).startswith(f"grid {path}{message}"), str(info.value)
+
+
+def test_a_missing_grid_file_lists_the_grids(tmp_path):
+    with pytest.raises(ValueError) as info:
+        load_grid(tmp_path / "isic.json")
+    assert str(info.value).startswith(f"grid file {tmp_path / 'isic.json'} does not exist; the grids in ")
+    assert "'isic_table1.json'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "smok"], "--preset must be one of the presets ['smoke', 'more'] of {grid}, got 'smok'"),
+        (["--preset", "smoke", "--variants", "U-Net", "SRB"],
+         "--variants ['SRB'] are not variants of {grid}; its variants are ['U-Net', 'U-Net + SRB_F']"),
+        (["--preset", "smoke", "--report-only"], "grid {grid}: 'baseline' names the unknown variant 'UNet'"),
+    ],
+    ids=["unknown preset", "unknown variant", "bad grid"],
+)
+def test_the_command_refuses_a_bad_grid_or_preset_as_a_usage_error(tmp_path, args, message, capsys):
+    grid = _tiny_grid()
+    if "--report-only" in args:
+        grid["baseline"] = "UNet"
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps(grid))
+    with pytest.raises(SystemExit) as e:
+        main(["--grid", str(path), "--out", str(tmp_path / "out"), *args])
+    assert e.value.code == 2 and message.format(grid=path) in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
