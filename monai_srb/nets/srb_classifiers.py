@@ -11,6 +11,7 @@ from monai.networks.nets.resnet import ResNetBottleneck, get_inplanes
 from torch import nn
 
 from monai_srb.blocks.factory import check_block
+from monai_srb.nets.input_size import check_input_size
 from monai_srb.nets.insertion import insert_blocks
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
@@ -116,10 +117,15 @@ class SRBResNet50(ResNet):
             default spectral grid, resampled to any input.
         block_args: further constructor arguments of the block (``reduction``, ``norm``, ...).
 
+    Any input of at least 1 pixel (voxel) along every spatial dim runs (``min_input_size`` is 1): each of
+    ResNet-50's stride-2 layers (3x3 and 1x1 convs, 3x3 max-pooling, all padded) maps a size n to
+    ``ceil(n / 2)``, never to 0. An empty spatial dim raises a ``ValueError`` naming the limit. In training,
+    batch norm also needs more than one value per channel: batch size times positions of the 1/16 map above one.
+
     Raises:
         ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
             below 1, a bad ``block``, ``srb_after`` or ``spatial_size``, ``"srb_aom"`` without
-            ``spatial_size``, and the blocks' own argument errors.
+            ``spatial_size``, and the blocks' own argument errors; in ``forward``, on an empty spatial dim.
 
     Example::
 
@@ -147,7 +153,34 @@ class SRBResNet50(ResNet):
             n_input_channels=in_channels,
             num_classes=out_channels,
         )
+        self.spatial_dims = spatial_dims
+        self.min_input_size = 1  # every stride-2 layer maps n to ceil(n / 2), see the class docstring
         _insert_after_stages(self, probe_shape, srb_after, block, spatial_size, block_args)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]), every spatial size at least 1.
+
+        Returns:
+            logits in shape (batch, out_channels).
+
+        Raises:
+            ValueError: on an empty spatial dim.
+        """
+        # ResNet.forward line for line (TorchScript has no super() calls), after the size check.
+        check_input_size(
+            x, self.spatial_dims, self.min_input_size, "SRBResNet50", "its stride-2 layers map n to ceil(n / 2)"
+        )
+        x = self.act(self.bn1(self.conv1(x)))
+        if not self.no_max_pool:
+            x = self.maxpool(x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        x = self.avgpool(x)
+        x = x.view(x.size(0), -1)
+        if self.fc is not None:
+            x = self.fc(x)
+        return x
 
 
 class SRBDenseNet121(DenseNet121):
@@ -229,11 +262,10 @@ class SRBDenseNet121(DenseNet121):
         """
         # DenseNet121.forward line for line (TorchScript has no super() calls), after a size check that names
         # the limit instead of the pooling error deep inside transition3.
-        if x.ndim == self.spatial_dims + 2 and min(x.shape[2:]) < self.min_input_size:
-            raise ValueError(
-                f"SRBDenseNet121 needs an input of at least {self.min_input_size} per spatial dim (DenseNet-121 "
-                f"halves it five times), got shape {list(x.shape)}; resize the images, e.g. MedMNIST's 28 px."
-            )
+        check_input_size(
+            x, self.spatial_dims, self.min_input_size, "SRBDenseNet121",
+            "DenseNet-121 halves it five times; resize the images, e.g. MedMNIST's 28 px",
+        )
         x = self.features(x)
         x = self.class_layers(x)
         return x

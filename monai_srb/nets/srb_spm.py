@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from monai_srb.blocks.factory import check_block, make_block
+from monai_srb.nets.input_size import check_input_size
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SRBSPMNet", "SimpleParallelModule", "dilate_resnet_", "OUTPUT_STRIDE"]
@@ -146,11 +147,18 @@ class SRBSPMNet(nn.Module):
     shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]), bilinearly (trilinearly) up-sampled
     from the output-stride-8 map.
 
+    Any input of at least 1 pixel (voxel) along every spatial dim runs (``min_input_size`` is 1): the three
+    stride-2 steps (conv1, max-pooling, layer2) map a size n to ``ceil(n / 2)``, never to 0, and the dilated
+    convs are padded to keep their map's size. An empty spatial dim raises a ``ValueError`` naming the limit.
+    In training, batch norm also needs more than one value per channel: batch size times positions of the
+    ``ceil(S / 8)`` map above one.
+
     Raises:
         ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
             below 1, a ``spatial_size`` with the wrong number of entries or an entry that is not an int >= 1,
             an unknown ``block`` or ``block="srb_aom"`` without ``spatial_size`` (both from
-            :func:`~monai_srb.blocks.factory.check_block`), and whatever the block raises.
+            :func:`~monai_srb.blocks.factory.check_block`), and whatever the block raises; in ``forward``, on
+            an empty spatial dim.
     """
 
     def __init__(
@@ -198,6 +206,8 @@ class SRBSPMNet(nn.Module):
         )
         self.classifier = Conv[Conv.CONV, spatial_dims](spm_channels, out_channels, kernel_size=1)
         self.interp_mode = "bilinear" if spatial_dims == 2 else "trilinear"
+        self.spatial_dims = spatial_dims
+        self.min_input_size = 1  # every stride-2 step maps n to ceil(n / 2), see the class docstring
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The dilated backbone's map, (batch, 2048, ceil(spatial_1 / 8), ...)."""
@@ -208,11 +218,17 @@ class SRBSPMNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]).
+            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]), every spatial size at least 1.
 
         Returns:
             logits in shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]).
+
+        Raises:
+            ValueError: on an empty spatial dim.
         """
+        check_input_size(
+            x, self.spatial_dims, self.min_input_size, "SRBSPMNet", "its stride-2 steps map n to ceil(n / 2)"
+        )
         y = self.final_conv(self.srb(self.spm(self.features(x))))
         y = self.classifier(y)
         return F.interpolate(y, size=x.shape[2:], mode=self.interp_mode, align_corners=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from monai.utils import ensure_tuple, ensure_tuple_rep, look_up_option
 from torch import nn
 
 from monai_srb.blocks.factory import check_block, make_block
+from monai_srb.nets.input_size import check_input_size
 from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SRBUNet", "SRB_POSITIONS", "PAPER_UNET_FEATURES", "UNET_NORMS", "unet_norm"]
@@ -128,17 +130,27 @@ class SRBUNet(BasicUNet):
             ``norm``, ``transform_args`` for the SRBs).
 
     ``forward`` takes (batch, in_channels, spatial_1, spatial_2[, spatial_3]) and returns the logits in
-    shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]). It does not check the input size:
-    like BasicUNet it pads maps with odd edges, so sizes not divisible by 16 (8) run with the FFT / DCT
-    blocks and the attention blocks, while the AOM blocks raise on any size but the one they were built
-    for.
+    shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]). Like BasicUNet it pads maps with odd
+    edges, so sizes not divisible by 16 (8) run with the FFT / DCT blocks and the attention blocks, while
+    the AOM blocks raise on any size but the one they were built for.
+
+    The input must be at least ``min_input_size`` along every spatial dim, 16 (U-Net*: 8): the max-poolings
+    floor the size by 16 (8), and a map of size 0 has no pixels. With an instance norm in the network
+    (BasicUNet's default, or a block's ``norm``), the deepest map, the input floored by 16 (8) per axis, also
+    needs ``min_deepest_positions`` = 2 positions: per-image statistics of one value raise ``Expected more
+    than 1 spatial element`` in PyTorch. So 16 x 16 is refused with instance norm and 32 x 16 runs (as do
+    32 x 32 x 16 volumes); with batch norm 16 x 16 runs in eval, and in training batch norm needs more than
+    one value per channel (batch size times deepest positions above one). Smaller inputs raise a
+    ``ValueError`` naming the limit.
 
     Raises:
         ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
             below 1, an unknown or repeated position, a ``spatial_size`` with the wrong number of
-            entries or not divisible by 16 (8 for U-Net*), ``block="srb_aom"`` without ``spatial_size``,
-            and whatever :func:`~monai_srb.blocks.factory.make_block` and the blocks raise (unknown block
-            name, bad block arguments).
+            entries, not divisible by 16 (8 for U-Net*) or too small for the deepest map's instance norm,
+            ``block="srb_aom"`` without ``spatial_size``, and whatever
+            :func:`~monai_srb.blocks.factory.make_block` and the blocks raise (unknown block name, bad block
+            arguments); in ``forward``, on an input below ``min_input_size`` along a spatial dim or whose
+            deepest map has fewer than ``min_deepest_positions`` positions.
     """
 
     def __init__(
@@ -207,14 +219,45 @@ class SRBUNet(BasicUNet):
                 module = make_block(block, spatial_dims, channels, spatial_size=map_size, **block_args)
             self.add_module(f"srb_{position}", module)
 
+        # The deepest map is the input floored by 2**depth; instance norm's per-image statistics need two positions
+        # in it (PyTorch raises on one), other norms one.
+        per_image = any(isinstance(m, nn.modules.instancenorm._InstanceNorm) for m in self.modules())
+        self.spatial_dims = spatial_dims
+        self.min_input_size = deepest
+        self.min_deepest_positions = 2 if per_image else 1
+        if size is not None and math.prod(s // deepest for s in size) < self.min_deepest_positions:
+            raise ValueError(
+                f"spatial_size is the input's size, and with instance norm this U-Net's deepest map (the input "
+                f"floored by {deepest} per axis) needs at least 2 positions, e.g. {2 * deepest} along one axis, "
+                f"got {spatial_size!r}."
+            )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]).
+            x: in shape (batch, in_channels, spatial_1, spatial_2[, spatial_3]), every spatial size at least
+                ``min_input_size``.
 
         Returns:
             logits in shape (batch, out_channels, spatial_1, spatial_2[, spatial_3]).
+
+        Raises:
+            ValueError: on an input below ``min_input_size`` along a spatial dim, or whose deepest map has fewer
+                than ``min_deepest_positions`` positions.
         """
+        depth = 3 if self.unet_star else 4
+        reason = f"{depth} max-poolings floor it by {self.min_input_size}"
+        check_input_size(x, self.spatial_dims, self.min_input_size, "SRBUNet", reason)
+        if self.min_deepest_positions > 1 and x.ndim == self.spatial_dims + 2:
+            positions = 1
+            for size in x.shape[2:]:
+                positions *= size // self.min_input_size
+            if positions < self.min_deepest_positions:
+                raise ValueError(
+                    f"SRBUNet with instance norm needs a deepest map (the input floored by {self.min_input_size} "
+                    f"per axis) of at least {self.min_deepest_positions} positions, e.g. {2 * self.min_input_size} "
+                    f"along one axis and {self.min_input_size} along the others, got shape {list(x.shape)}."
+                )
         x0 = self.conv_0(x)
         x1 = self.down_1(x0)
         x2 = self.down_2(x1)

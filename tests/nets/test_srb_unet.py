@@ -96,6 +96,8 @@ BAD_ARGS = [
     ({"spatial_size": 40}, "divisible by 16"),
     ({"spatial_size": (64, 72)}, "divisible by 16"),
     ({"spatial_size": 36, "unet_star": True}, "divisible by 8"),
+    ({"spatial_size": 16}, r"with instance norm this U-Net's deepest map .*needs at least 2 positions.*got 16"),
+    ({"spatial_size": (8, 8), "unet_star": True}, r"floored by 8 per axis\) needs at least 2 positions.*got \(8, 8\)"),
     ({"spatial_size": (64, 64, 64)}, r"spatial_size .*\(3 entries\)"),
     ({"spatial_size": 0}, r"spatial_size .*got 0 \(int\)"),
     ({"spatial_size": 64.5}, r"spatial_size .*got 64.5 \(float\)"),
