@@ -47,17 +47,56 @@ def _check_affines(path: str, other: str, a: Any, b: Any, affine_tol: float) -> 
         )
 
 
-def _open_nifti(path: str, what: str, read_data: bool) -> nib.spatialimages.SpatialImage:
+def _open_nifti(
+    path: str, what: str, read_data: bool, listed_in: Path | None = None
+) -> tuple[nib.spatialimages.SpatialImage, np.ndarray | None]:
+    """The NIfTI file and, with ``read_data``, its voxels, checked to be finite."""
     if not os.path.isfile(path):
-        raise ValueError(f"{what} file {path} does not exist.")
+        listed = "" if listed_in is None else f" (listed in {listed_in})"
+        raise ValueError(f"{what} file {path}{listed} does not exist.")
     try:
         img = nib.load(path)
-        if read_data:
-            # A truncated .nii.gz has a valid header; only decompressing the voxels finds it.
-            np.asanyarray(img.dataobj)
+        # A truncated .nii.gz has a valid header; only decompressing the voxels finds it.
+        data = np.asanyarray(img.dataobj) if read_data else None
     except Exception as e:  # nibabel raises several types (ImageFileError, EOFError, zlib.error, ...)
         raise ValueError(f"{what} file {path} cannot be read as NIfTI: {e}") from e
-    return img
+    if data is not None and np.issubdtype(data.dtype, np.floating):
+        bad = ~np.isfinite(data)
+        if bad.any():
+            # One NaN voxel turns the normalised image, the loss and then every weight into NaN.
+            first = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{what} file {path} holds {int(bad.sum())} NaN or infinite voxel(s) (the first at {first}), "
+                "expected finite values."
+            )
+    return img, data
+
+
+def _check_rank(path: str, what: str, shape: tuple[int, ...], channels_last: bool) -> None:
+    # A 2D slice or a 5D (time x channel) file would pass the shape checks and fail inside the 3D network.
+    if len(shape) == 3 or (len(shape) == 4 and channels_last):
+        return
+    expected = "3 axes (x, y, z)" + (" or 4 (x, y, z, channel)" if channels_last else "")
+    raise ValueError(f"{what} file {path} has shape {shape} ({len(shape)} axes), expected {expected}.")
+
+
+def _check_entry(dataset_json: Path, key: str, n: int, entry: Any, first: Any) -> None:
+    """One entry of a ``dataset.json`` list: ``{"image": path or [paths], "label": path}`` (test: a path too)."""
+    where = f"{dataset_json}: '{key}' entry {n} {entry!r}"
+    if key == "test" and isinstance(entry, str):
+        image: Any = entry
+    elif isinstance(entry, dict):
+        image = entry.get("image")
+        if key != "test" and not isinstance(entry.get("label"), str):
+            raise ValueError(f"{where} has no 'label' path (a string), expected {{'image': ..., 'label': ...}}.")
+    else:
+        raise ValueError(f"{where} is not an object, expected {{'image': ..., 'label': ...}}.")
+    if type(entry) is not type(first):
+        # load_decathlon_datalist reads a test list by its first entry: all paths, or all objects.
+        raise ValueError(f"{where} is not of the kind of entry 0 {first!r}: list paths only, or objects only.")
+    is_paths = isinstance(image, list) and bool(image) and all(isinstance(f, str) for f in image)
+    if not isinstance(image, str) and not is_paths:
+        raise ValueError(f"{where} has no 'image' path (a string, or a list of strings for one file per channel).")
 
 
 def load_decathlon_data(
@@ -73,14 +112,17 @@ def load_decathlon_data(
     :func:`monai.data.load_decathlon_datalist` and check every entry, so that bad data stops a run while
     its data list is built, not in the middle of training.
 
-    Checks: ``dataset.json`` exists, parses and holds a non-empty ``data_list_key`` list; every entry's
-    paths lie inside ``dataset_dir`` (once joined to it and normalised: ``..`` escapes and absolute paths
-    elsewhere are refused; symlinks inside it are followed); every image (and, except for ``"test"``, every
-    label) file exists and has a readable NIfTI header; the label has the image's spatial shape and affine
+    Checks: ``dataset.json`` exists, parses and holds a non-empty ``data_list_key`` list of entries
+    ``{"image": path or [path per channel], "label": path}`` (``"test"``: paths, or objects without
+    ``"label"``); every entry's paths lie inside ``dataset_dir`` (once joined to it and normalised: ``..``
+    escapes and absolute paths elsewhere are refused; symlinks inside it are followed); every image (and,
+    except for ``"test"``, every label) file exists and has a readable NIfTI header with 3 axes (x, y, z; a
+    one-file image may have 4, channels last, and a label a last axis of 1); the label has the image's
+    spatial shape and affine
     (to ``affine_tol``; the files of a multi-file image too), so no label is resampled or silently
-    misaligned; the image has ``in_channels`` channels; ``labels`` lists ``num_classes``
-    classes; with ``read_data``, every file's voxels decompress and the label values lie in
-    ``[0, num_classes)``.
+    misaligned; the image has ``in_channels`` channels; ``labels`` names the ``num_classes``
+    classes ``"0" .. "num_classes - 1"``; with ``read_data``, every file's voxels decompress and are finite
+    (no NaN or infinity) and the label values are integers in ``[0, num_classes)``.
 
     Args:
         dataset_dir: the data set folder, holding ``dataset.json``.
@@ -88,8 +130,8 @@ def load_decathlon_data(
         num_classes: expected number of classes (background included), or ``None`` to skip that check.
         in_channels: expected image channels (a 4D NIfTI's last axis, or the files in an image list),
             or ``None`` to skip that check.
-        read_data: also decompress every volume (catches truncated files and out-of-range labels; costs a
-            full read of the data set, headers only otherwise).
+        read_data: also decompress every volume (catches truncated files, NaN or infinite voxels and
+            out-of-range labels; costs a full read of the data set, headers only otherwise).
         affine_tol: largest difference allowed between any two entries of an image's and its label's
             voxel-to-world affines (mm). The default, 1e-3, is far below a voxel and above the float32
             rounding of the NIfTI header (below 1e-4 for origins within 1000 mm).
@@ -107,28 +149,38 @@ def load_decathlon_data(
         properties = json.loads(dataset_json.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{dataset_json} cannot be parsed as JSON: {e}") from e
+    if not isinstance(properties, dict):
+        raise ValueError(f"{dataset_json} holds {type(properties).__name__}, expected an MSD object with a "
+                         f"'{data_list_key}' list.")
     if not isinstance(properties.get(data_list_key), list) or not properties[data_list_key]:
         raise ValueError(f"{dataset_json} has no non-empty '{data_list_key}' list.")
     if not affine_tol >= 0.0:
         raise ValueError(f"affine_tol must be >= 0, got {affine_tol}.")
     root = Path(dataset_dir).resolve()
     for n, entry in enumerate(properties[data_list_key]):
+        _check_entry(dataset_json, data_list_key, n, entry, properties[data_list_key][0])
         outside = _outside(root, entry)
         if outside:
             raise ValueError(
                 f"{dataset_json}: '{data_list_key}' entry {n} {entry!r} points outside the data set folder {root} "
                 f"({outside}); its paths must be relative to that folder and stay inside it."
             )
-    if num_classes is not None and len(properties.get("labels", {})) != num_classes:
+    labels = properties.get("labels")
+    expected_labels = [str(c) for c in range(num_classes or 0)]
+    if num_classes is not None and (not isinstance(labels, dict) or sorted(labels) != sorted(expected_labels)):
         raise ValueError(
-            f"{dataset_json} lists labels {properties.get('labels')}, expected num_classes={num_classes} classes."
+            f"{dataset_json} lists labels {labels}, expected num_classes={num_classes} classes named by the keys "
+            f"{expected_labels}."
         )
     datalist = load_decathlon_datalist(dataset_json, data_list_key=data_list_key, base_dir=Path(dataset_dir).resolve())
 
     is_labelled = data_list_key != "test"
     for item in datalist:
-        images = [_open_nifti(path, "image", read_data) for path in _files(item["image"])]
+        opened = [_open_nifti(path, "image", read_data, dataset_json) for path in _files(item["image"])]
+        images = [img for img, _ in opened]
         image_path = _files(item["image"])[0]
+        for path, img in zip(_files(item["image"]), images):
+            _check_rank(path, "image", tuple(img.shape), channels_last=len(images) == 1)
         spatial = tuple(images[0].shape[:3])
         channels = images[0].shape[3] if len(images) == 1 and len(images[0].shape) == 4 else len(images)
         if in_channels is not None and channels != in_channels:
@@ -139,10 +191,8 @@ def load_decathlon_data(
             _check_affines(f"image file {path}", f"image file {image_path}", img, images[0], affine_tol)
         if not is_labelled:
             continue
-        if "label" not in item:
-            raise ValueError(f"{dataset_json}: '{data_list_key}' entry for {image_path} has no 'label'.")
         label_path = str(item["label"])
-        label = _open_nifti(label_path, "label", read_data)
+        label, label_data = _open_nifti(label_path, "label", read_data, dataset_json)
         # A 4D label with a singleton last axis is the same map; anything else is not a label map of this image.
         label_shape = tuple(label.shape[:3]) if label.shape[3:] in ((), (1,)) else tuple(label.shape)
         if label_shape != spatial:
@@ -151,8 +201,8 @@ def load_decathlon_data(
                 f"of its image {image_path}."
             )
         _check_affines(f"label file {label_path}", f"its image {image_path}", label, images[0], affine_tol)
-        if read_data and num_classes is not None:
-            values = np.unique(np.asanyarray(label.dataobj))
+        if label_data is not None and num_classes is not None:
+            values = np.unique(label_data)
             if values.min() < 0 or values.max() >= num_classes or not np.all(values == np.round(values)):
                 raise ValueError(
                     f"label file {label_path} holds values {values.tolist()[:10]}, "
@@ -217,7 +267,8 @@ def load_nifti_images(
     if not paths:
         raise ValueError(f"{folder} has neither a dataset.json nor any .nii / .nii.gz file.")
     for path in paths:
-        img = _open_nifti(str(path), "image", read_data)
+        img, _ = _open_nifti(str(path), "image", read_data)
+        _check_rank(str(path), "image", tuple(img.shape), channels_last=True)
         channels = img.shape[3] if len(img.shape) == 4 else 1
         if in_channels is not None and channels != in_channels:
             raise ValueError(f"image file {path} has {channels} channel(s), expected in_channels={in_channels}.")

@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from monai_srb.data import kfold_split, load_decathlon_data, make_synthetic_decathlon, split_datalist
+from monai_srb.data import kfold_split, load_decathlon_data, load_nifti_images, make_synthetic_decathlon, split_datalist
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +236,106 @@ def test_real_hippocampus_passes_the_header_checks():
     # All 200 image/label pairs of MSD Task04 share their affines exactly (max difference 0).
     train = load_decathlon_data(HIPPOCAMPUS, num_classes=3, in_channels=1, affine_tol=0.0)
     assert len(train) == 200
+
+
+def _voxel(path: Path, index: tuple[int, int, int], value: float) -> None:
+    """Set one voxel of a volume, stored as float32 (a label too, so that it can hold NaN and 0.5)."""
+    data = np.asanyarray(nib.load(path).dataobj).astype(np.float32)
+    data[index] = value
+    _resave(path, data)
+
+
+def _both(root: Path, case: str, image: np.ndarray, label: np.ndarray) -> None:
+    _resave(root / "imagesTr" / f"synthetic_{case}.nii.gz", image)
+    _resave(root / "labelsTr" / f"synthetic_{case}.nii.gz", label)
+
+
+IMAGE_0 = "image file {root}/imagesTr/synthetic_000.nii.gz"
+LABEL_1 = "label file {root}/labelsTr/synthetic_001.nii.gz"
+JSON = "{root}/dataset.json: 'training' entry"
+# (case, how to break the data set, load_decathlon_data kwargs, the message, with {root} the data set folder)
+HOSTILE_CASES = [
+    ("2D image and label", lambda r: _both(r, "000", np.zeros((8, 8), np.float32), np.zeros((8, 8), np.uint8)), {},
+     IMAGE_0 + " has shape (8, 8) (2 axes), expected 3 axes (x, y, z) or 4 (x, y, z, channel)."),
+    ("5D image", lambda r: _both(r, "000", np.zeros((8, 8, 8, 1, 1), np.float32), np.zeros((8, 8, 8), np.uint8)),
+     {}, IMAGE_0 + " has shape (8, 8, 8, 1, 1) (5 axes), expected 3 axes (x, y, z) or 4 (x, y, z, channel)."),
+    ("5D label", lambda r: _both(r, "001", np.zeros((8, 8, 8), np.float32), np.zeros((8, 8, 8, 1, 1), np.uint8)),
+     {}, LABEL_1 + " has shape (8, 8, 8, 1, 1), expected the spatial shape (8, 8, 8) of its image "),
+    ("label of another shape",
+     lambda r: _both(r, "001", np.zeros((8, 8, 8), np.float32), np.zeros((8, 8, 9), np.uint8)), {},
+     LABEL_1 + " has shape (8, 8, 9), expected the spatial shape (8, 8, 8) of its image "),
+    ("NaN image voxel", lambda r: _voxel(r / "imagesTr" / "synthetic_000.nii.gz", (1, 2, 3), np.nan),
+     {"read_data": True}, IMAGE_0 + " holds 1 NaN or infinite voxel(s) (the first at (1, 2, 3)), expected finite "
+     "values."),
+    ("infinite image voxel", lambda r: _voxel(r / "imagesTr" / "synthetic_000.nii.gz", (0, 0, 5), -np.inf),
+     {"read_data": True}, IMAGE_0 + " holds 1 NaN or infinite voxel(s) (the first at (0, 0, 5))"),
+    ("NaN label voxel", lambda r: _voxel(r / "labelsTr" / "synthetic_001.nii.gz", (4, 4, 4), np.nan),
+     {"read_data": True, "num_classes": 3}, LABEL_1 + " holds 1 NaN or infinite voxel(s) (the first at (4, 4, 4))"),
+    ("label value num_classes", lambda r: _voxel(r / "labelsTr" / "synthetic_001.nii.gz", (0, 0, 0), 3),
+     {"read_data": True, "num_classes": 3},
+     LABEL_1 + " holds values [0.0, 1.0, 2.0, 3.0], expected integers in [0, 3)."),
+    ("negative label value", lambda r: _voxel(r / "labelsTr" / "synthetic_001.nii.gz", (0, 0, 0), -1),
+     {"read_data": True, "num_classes": 3}, LABEL_1 + " holds values [-1.0, 0.0, 1.0, 2.0], expected integers"),
+    ("fractional label value", lambda r: _voxel(r / "labelsTr" / "synthetic_001.nii.gz", (0, 0, 0), 0.5),
+     {"read_data": True, "num_classes": 3}, LABEL_1 + " holds values [0.0, 0.5, 1.0, 2.0], expected integers"),
+    ("dataset.json names a missing image",
+     lambda r: _edit_json(r, lambda p: p["training"][0].update(image="./imagesTr/gone.nii.gz")), {},
+     "image file {root}/imagesTr/gone.nii.gz (listed in {root}/dataset.json) does not exist."),
+    ("dataset.json names a missing label",
+     lambda r: _edit_json(r, lambda p: p["training"][1].update(label="./labelsTr/gone.nii.gz")), {},
+     "label file {root}/labelsTr/gone.nii.gz (listed in {root}/dataset.json) does not exist."),
+    ("entry a path", lambda r: _edit_json(r, lambda p: p["training"].__setitem__(1, "./imagesTr/synthetic_001.nii.gz")),
+     {}, JSON + " 1 './imagesTr/synthetic_001.nii.gz' is not an object, expected {{'image': ..., 'label': ...}}."),
+    ("entry without image", lambda r: _edit_json(r, lambda p: p["training"][2].pop("image")), {},
+     JSON + " 2 {{'label': './labelsTr/synthetic_002.nii.gz'}} has no 'image' path (a string, or a list of strings"),
+    ("image a number", lambda r: _edit_json(r, lambda p: p["training"][0].update(image=3)), {},
+     JSON + " 0 {{'image': 3, 'label': './labelsTr/synthetic_000.nii.gz'}} has no 'image' path"),
+    ("label a list", lambda r: _edit_json(r, lambda p: p["training"][0].update(label=["a.nii.gz"])), {},
+     JSON + " 0 {{'image': './imagesTr/synthetic_000.nii.gz', 'label': ['a.nii.gz']}} has no 'label' path (a string)"),
+    ("test list of paths and objects",
+     lambda r: _edit_json(r, lambda p: p["test"].append({"image": "./imagesTs/synthetic_003.nii.gz"})),
+     {"data_list_key": "test"}, "{root}/dataset.json: 'test' entry 1 {{'image': './imagesTs/synthetic_003.nii.gz'}} "
+     "is not of the kind of entry 0 './imagesTs/synthetic_003.nii.gz': list paths only, or objects only."),
+    ("dataset.json a list", lambda r: (r / "dataset.json").write_text("[]"), {},
+     "{root}/dataset.json holds list, expected an MSD object with a 'training' list."),
+    ("labels a list", lambda r: _edit_json(r, lambda p: p.update(labels=["background", "organ", "lesion"])),
+     {"num_classes": 3}, "{root}/dataset.json lists labels ['background', 'organ', 'lesion'], expected num_classes=3 "
+     "classes named by the keys ['0', '1', '2']."),
+    ("labels of other classes", lambda r: _edit_json(r, lambda p: p.update(labels={"0": "bg", "1": "a", "5": "b"})),
+     {"num_classes": 3}, "{root}/dataset.json lists labels {{'0': 'bg', '1': 'a', '5': 'b'}}, expected num_classes=3"),
+]
+
+
+@pytest.mark.parametrize("case,breaker,kwargs,message", HOSTILE_CASES, ids=[c[0] for c in HOSTILE_CASES])
+def test_hostile_data_is_refused_naming_the_file_and_value(synthetic, tmp_path, case, breaker, kwargs, message):
+    root = tmp_path / "msd"
+    shutil.copytree(synthetic, root)
+    breaker(root)
+    with pytest.raises(ValueError) as info:
+        load_decathlon_data(root, **kwargs)
+    assert message.format(root=root.resolve()) in str(info.value), str(info.value)
+
+
+def test_voxels_are_checked_only_when_read(synthetic, tmp_path):
+    # Headers only by default: a NaN voxel needs read_data (the bundles' check_data, on by default) to be found.
+    root = tmp_path / "msd"
+    shutil.copytree(synthetic, root)
+    _voxel(root / "imagesTr" / "synthetic_000.nii.gz", (1, 2, 3), np.nan)
+    assert len(load_decathlon_data(root, num_classes=3, in_channels=1)) == 3
+    with pytest.raises(ValueError, match=r"synthetic_000.nii.gz holds 1 NaN or infinite voxel"):
+        load_decathlon_data(root, num_classes=3, in_channels=1, read_data=True)
+
+
+@pytest.mark.parametrize(
+    "shape, channels, refusal",
+    [((8, 8, 8), 1, None), ((8, 8, 8, 2), 2, None), ((8, 8), 1, "has shape (8, 8) (2 axes), expected 3 axes"),
+     ((8, 8, 8, 1, 2), 1, "has shape (8, 8, 8, 1, 2) (5 axes), expected 3 axes (x, y, z) or 4 (x, y, z, channel).")],
+)
+def test_a_plain_nifti_folder_refuses_volumes_of_another_rank(tmp_path, shape, channels, refusal):
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), tmp_path / "case.nii.gz")
+    if refusal is None:
+        assert [Path(d["image"]).name for d in load_nifti_images(tmp_path, in_channels=channels)] == ["case.nii.gz"]
+        return
+    with pytest.raises(ValueError) as info:
+        load_nifti_images(tmp_path)
+    assert f"image file {(tmp_path / 'case.nii.gz').resolve()} {refusal}" in str(info.value), str(info.value)
