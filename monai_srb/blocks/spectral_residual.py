@@ -81,15 +81,20 @@ class SpectralResidualBlock(nn.Module):
     DCT-II, any input size), ``"identity"`` (SRB_I, :class:`~monai_srb.spectral.IdentityTransform`, the ablation
     control: SRB_F's ``phi`` and parameter count without any mixing across positions).
 
-    The spectral branch (transform, ``phi``, inverse) runs in the block's dtype with autocast switched off:
-    float32 for a default block, whatever the input's or the autocast dtype (cuFFT's half-precision
-    transforms only take power-of-two sizes, and half-precision AOM/DCT matmuls and 1x1 convs on a spectrum
-    lose accuracy, see ``workflows/amp_check.py``), float64 after ``block.double()``. The branch is cast
-    back to the input's dtype and the residual sum is taken in it, so every floating-point input works with
-    every block and the output has the input's dtype: a float64 input to a default block gives a float64
-    output whose branch was computed in float32 (``block.double()`` for float64 throughout), a float16 or
-    bfloat16 input a half-precision output whose branch was computed in float32. Integer and bool inputs
-    are rejected: there is no residual to add to them.
+    The spectral branch (transform, ``phi``, inverse) runs in float32 with autocast switched off, whatever
+    the input's or the autocast dtype (cuFFT's half-precision transforms only take power-of-two sizes, the
+    CPU FFT none at all, and half-precision AOM/DCT matmuls and 1x1 convs on a spectrum lose accuracy, see
+    ``workflows/amp_check.py``), and in float64 after ``block.double()``. A half-precision block
+    (``block.half()``, ``block.bfloat16()``, a network's ``.half()``) keeps its float16 / bfloat16 parameters
+    and buffers, and its forward uses float32 copies of them (``torch.func.functional_call``, gradients
+    reaching the half-precision parameters, batch norm's running statistics written back in training); the
+    float32 branch is how GFNet runs its FFT, and without the copies CPU batch norm refuses float32 input
+    with half-precision weights (``mixed dtype (CPU)``). The branch is cast back to the input's dtype and
+    the residual sum is taken in it, so every floating-point input works with every block and the output
+    has the input's dtype: a float64 input to a default block gives a float64 output whose branch was
+    computed in float32 (``block.double()`` for float64 throughout), a float16 or bfloat16 input a
+    half-precision output whose branch was computed in float32. Integer and bool inputs are rejected: there
+    is no residual to add to them.
 
     In eval mode the block is per sample (the norms use their running statistics), so a NaN or Inf in one
     sample never reaches another sample's output, and at ``alpha == 0`` it returns its input exactly, NaN
@@ -118,7 +123,8 @@ class SpectralResidualBlock(nn.Module):
             and ``16.7`` are errors, not the default or 16); a missing ``spatial_size`` for ``"aom"``; the
             transform's own argument errors; in
             ``forward``, on a wrong channel count, an input that is not floating-point, an empty input
-            (batch size 0) or (AOM) a spatial size other than ``spatial_size``.
+            (batch size 0), (AOM) a spatial size other than ``spatial_size``, or a float16 / bfloat16 block
+            under TorchScript.
     """
 
     def __init__(
@@ -178,6 +184,13 @@ class SpectralResidualBlock(nn.Module):
                 f"SpectralResidualBlock expects a non-empty input (batch and every spatial size at least 1), "
                 f"got shape {list(x.shape)}."
             )
+        if self.alpha.dtype == torch.float16 or self.alpha.dtype == torch.bfloat16:
+            if torch.jit.is_scripting():  # TorchScript has no functional_call
+                raise ValueError(
+                    f"a scripted SpectralResidualBlock needs float32 or float64 parameters, got {self.alpha.dtype}: "
+                    f"script the float32 block, which takes half-precision input."
+                )
+            return self._forward_with_float32_copies(x)
         spatial_size = list(x.shape[2:])
         # The block's own dtype, float32 at least, whatever the input's and the autocast dtype.
         spectral_dtype = torch.float64 if self.alpha.dtype == torch.float64 else torch.float32
@@ -192,6 +205,23 @@ class SpectralResidualBlock(nn.Module):
         # gives NaN in the branch). A mask, not an ``if``: no host sync, and traced exports keep both paths.
         # Not in training, where alpha's gradient at 0 comes through the branch.
         return torch.where(self.alpha == 0, x, out)
+
+    @torch.jit.unused
+    def _forward_with_float32_copies(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` of a float16 / bfloat16 block, run with float32 copies of its parameters and buffers."""
+        # The copies are differentiable casts, so gradients reach the half-precision parameters; the inner
+        # forward sees a float32 alpha and takes the float32 path.
+        low = (torch.float16, torch.bfloat16)
+        named = [*self.named_parameters(), *self.named_buffers()]
+        copies = {name: t.float() for name, t in named if t.dtype in low}
+        out = torch.func.functional_call(self, copies, (x,))
+        if self.training:
+            # batch norm updated the float32 copies of its running statistics in place
+            with torch.no_grad():
+                for name, buffer in self.named_buffers():
+                    if name in copies:
+                        buffer.copy_(copies[name])
+        return out
 
     def _branch(self, x: torch.Tensor, spatial_size: list[int]) -> torch.Tensor:
         """``f^-1(phi(f(x)))``."""

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -157,6 +159,43 @@ def test_float64_input_to_a_default_block(kwargs, shape):
         assert block.alpha.grad.dtype == torch.float32 and block.alpha.grad.abs().item() > 0
     # the branch runs in the block's float32: the float64 output matches the float32 one
     torch.testing.assert_close(out.detach().float(), block(x.detach().float()), atol=1e-4, rtol=1e-4)
+
+
+# (constructor kwargs, input shape): every transform, in a half-precision block
+HALF_CASES = [*(CASES[i] for i in (0, 2, 3, 4, 9, 10)), ({**SRB_2D, "transform": "identity"}, (2, 4, 9, 7))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("kwargs,shape", HALF_CASES)
+def test_half_precision_block_computes_its_branch_in_float32(kwargs, shape, dtype):
+    # block.half() on the CPU used to fail in phi's batch norm: "mixed dtype (CPU): expect parameter to have
+    # scalar type of Float"
+    block = _activate(SpectralResidualBlock(**kwargs)).to(dtype)
+    reference = copy.deepcopy(block).float()  # the same, rounded, parameters in float32
+    torch.manual_seed(0)
+    x = torch.randn(shape).to(dtype)
+    eps = torch.finfo(dtype).eps
+    for train in (False, True):
+        block.train(train)
+        reference.train(train)
+        out = block(x.requires_grad_())
+        assert out.dtype == dtype and block.alpha.dtype == dtype  # the block keeps its dtype
+        # the branch is float32 throughout: the outputs differ by the half-precision residual sum only
+        torch.testing.assert_close(out.float(), reference(x.detach().float()), rtol=4 * eps, atol=4 * eps)
+        out.float().square().mean().backward()
+        assert block.alpha.grad.dtype == dtype and block.alpha.grad.abs().item() > 0
+        assert all(p.grad is not None and p.grad.dtype == dtype for p in block.parameters())
+        block.zero_grad()
+    for name, buffer in block.named_buffers():  # batch norm's statistics, updated in training, written back
+        if buffer.is_floating_point():
+            assert buffer.dtype == dtype, name
+            torch.testing.assert_close(buffer, dict(reference.named_buffers())[name].to(dtype), msg=name)
+
+
+def test_scripted_half_precision_block_names_the_dtype():
+    block = torch.jit.script(SpectralResidualBlock(2, 4).half())
+    with pytest.raises(torch.jit.Error, match="a scripted SpectralResidualBlock needs float32 or float64 parameters"):
+        block(torch.randn(1, 4, 8, 8).half())
 
 
 def _non_finite_input(shape, sample: int = 0) -> torch.Tensor:
