@@ -7,6 +7,7 @@ at random by image (the paper's 4:1 split) or by patient.
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import os
 import warnings
@@ -103,8 +104,10 @@ def read_chestxray14_csv(
         image file names, labels ``(N, len(class_names))`` float32, patient ids (strings), in file order.
 
     Raises:
-        ValueError: naming the file when it cannot be read, lacks columns (named), has no rows, a row holds a
-            finding that is not in ``class_names``, or an image is listed on more than one row (named with its
+        ValueError: naming the file when it cannot be read, lacks columns (named), has no rows, a row has an
+            empty or missing cell in one of :data:`CHESTXRAY14_COLUMNS` (named with its line), a row holds a
+            finding that is not in ``class_names`` (the closest name is suggested), an empty finding (``"Mass|"``)
+            or ``"No Finding"`` together with findings, or an image is listed on more than one row (named with its
             line numbers: a split by row could put one image in both training and validation, and which row's
             labels hold is not for the reader to guess, so duplicates are refused rather than dropped).
     """
@@ -122,20 +125,16 @@ def read_chestxray14_csv(
             missing = [c for c in CHESTXRAY14_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise ValueError(
-                    f"ChestX-ray14 table {path} lacks the columns {missing} (has {reader.fieldnames})."
+                    f"ChestX-ray14 table {path} lacks the columns {missing} (has "
+                    f"{reader.fieldnames if reader.fieldnames else 'no header row: the file is empty'})."
                 )
             for line, row in enumerate(reader, start=2):
-                hot = []
-                for finding in (row["Finding Labels"] or "").split("|"):
-                    finding = finding.strip()
-                    if finding == NO_FINDING:
-                        continue
-                    if finding not in index:
-                        raise ValueError(
-                            f"ChestX-ray14 table {path}, line {line}: finding {finding!r} is none of "
-                            f"{list(class_names)} or {NO_FINDING!r}."
-                        )
-                    hot.append(index[finding])
+                where = f"ChestX-ray14 table {path}, line {line}"
+                for column in CHESTXRAY14_COLUMNS:
+                    if not (row[column] or "").strip():
+                        # csv fills the cells of a short row with None: a cut row or one of another table.
+                        raise ValueError(f"{where}: the {column!r} cell is empty or missing, got the row {row!r}.")
+                hot = _findings(row["Finding Labels"], index, where)
                 names.append(row["Image Index"])
                 lines.setdefault(row["Image Index"], []).append(line)
                 patients.append(row["Patient ID"])
@@ -155,6 +154,25 @@ def read_chestxray14_csv(
     for r, hot in enumerate(rows):
         labels[r, hot] = 1.0
     return names, labels, patients
+
+
+def _findings(cell: str, index: dict[str, int], where: str) -> list[int]:
+    """The label indices of a ``Finding Labels`` cell (``"Effusion|Mass"``; ``"No Finding"``: none)."""
+    findings = [f.strip() for f in cell.split("|")]
+    if NO_FINDING in findings and len(findings) > 1:
+        raise ValueError(f"{where}: 'Finding Labels' {cell!r} holds {NO_FINDING!r} together with findings.")
+    hot = []
+    for finding in findings:
+        if finding == NO_FINDING:
+            continue
+        if not finding:
+            raise ValueError(f"{where}: 'Finding Labels' {cell!r} holds an empty finding (a stray '|').")
+        if finding not in index:
+            close = difflib.get_close_matches(finding, [*index, NO_FINDING], n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: finding {finding!r} is none of {list(index)} or {NO_FINDING!r}{hint}.")
+        hot.append(index[finding])
+    return hot
 
 
 def chestxray14_datalists(
@@ -192,12 +210,21 @@ def chestxray14_datalists(
     Raises:
         ValueError: naming the folder or file at fault: no label table, a table without the expected columns,
             an empty or missing ``images/`` folder, a missing image (``require_images``), an unreadable image,
-            an empty part after dropping rows without images.
+            fewer than 2 rows (patients, when ``patient_wise``), a split that leaves a part empty or an empty part
+            after dropping rows without images, a ``max_samples`` below 1.
     """
     look_up_option(check_images, CHECK_IMAGES)
+    if max_samples is not None and not (isinstance(max_samples, int) and max_samples >= 1):
+        raise ValueError(f"max_samples must be a positive integer or None (all), got {max_samples!r}.")
     root = Path(dataset_dir).resolve()
     csv_path = find_chestxray14_csv(root)
     names, labels, patients = read_chestxray14_csv(csv_path)
+    units, unit = (len(set(patients)), "patients") if patient_wise else (len(names), "rows")
+    if units < 2:
+        raise ValueError(
+            f"ChestX-ray14 table {csv_path} has {units} {unit[:-1] if units == 1 else unit}; a split into training "
+            f"and validation{' by patient' if patient_wise else ''} needs at least 2."
+        )
     images_dir = root / "images"
     if not images_dir.is_dir():
         raise ValueError(f"ChestX-ray14 folder {root} has no images/ folder next to {csv_path.name}.")
@@ -227,11 +254,14 @@ def chestxray14_datalists(
             for i in idx
             if names[i] in present
         ]
-        if not items:
+        split = f"val_fraction={val_fraction}, seed={seed}, patient_wise={patient_wise}"
+        if not len(idx):
             raise ValueError(
-                f"no {part} image of {csv_path} is present in {images_dir} (split val_fraction={val_fraction}, "
-                f"seed={seed}, patient_wise={patient_wise})."
+                f"the split of the {len(names)} rows of {csv_path} ({split}) leaves the {part} part empty: a larger "
+                "table or another val_fraction is needed."
             )
+        if not items:
+            raise ValueError(f"no {part} image of {csv_path} is present in {images_dir} (split {split}).")
         lists[part] = items[:max_samples] if max_samples is not None else items
     if check_images != "none":
         for items in lists.values():

@@ -187,3 +187,94 @@ def test_duplicate_csv_rows_are_refused_naming_image_and_lines(tmp_path, duplica
     for patient_wise in (False, True):
         with pytest.raises(ValueError, match="keep one row per image"):
             chestxray14_datalists(root, val_fraction=0.5, patient_wise=patient_wise)
+
+
+def _raw_folder(root: Path, text: str) -> Path:
+    """A ChestX-ray14 folder whose table is ``text`` as it is, and an image for every row that names one."""
+    (root / "images").mkdir(parents=True)
+    (root / "Data_Entry_2017.csv").write_text(text)
+    for line in text.splitlines()[1:]:
+        name = line.split(",")[0]
+        if name.endswith(".png") and "/" not in name:
+            Image.fromarray(np.full((16, 16), 100, np.uint8)).save(root / "images" / name)
+    return root
+
+
+GOOD = ["00000000_000.png,No Finding,0,0", "00000001_000.png,Mass,0,0", "00000002_000.png,Effusion|Mass,0,1"]
+TABLE = "{root}/Data_Entry_2017.csv"
+# (case, the table's rows after the header, chestxray14_datalists kwargs, the message; {root}: the folder)
+HOSTILE_TABLES = [
+    ("a finding not among the 14", ["00000009_000.png,Fracture,0,9"], {},
+     TABLE + ", line 5: finding 'Fracture' is none of ['Atelectasis', "),
+    ("a finding in lower case", ["00000009_000.png,mass,0,9"], {},
+     TABLE + ", line 5: finding 'mass' is none of ['Atelectasis', 'Cardiomegaly', 'Effusion', 'Infiltration', 'Mass', "
+     "'Nodule', 'Pneumonia', 'Pneumothorax', 'Consolidation', 'Edema', 'Emphysema', 'Fibrosis', 'Pleural_Thickening', "
+     "'Hernia'] or 'No Finding' (did you mean 'Mass'?)."),
+    ("a finding with a space", ["00000009_000.png,Pleural Thickening,0,9"], {},
+     "or 'No Finding' (did you mean 'Pleural_Thickening'?)."),
+    ("an empty Finding Labels cell", ["00000009_000.png,,0,9"], {},
+     TABLE + ", line 5: the 'Finding Labels' cell is empty or missing, got the row {{'Image Index': "),
+    ("a stray pipe", ["00000009_000.png,Mass|,0,9"], {},
+     TABLE + ", line 5: 'Finding Labels' 'Mass|' holds an empty finding (a stray '|')."),
+    ("No Finding with a finding", ["00000009_000.png,No Finding|Mass,0,9"], {},
+     TABLE + ", line 5: 'Finding Labels' 'No Finding|Mass' holds 'No Finding' together with findings."),
+    ("an empty Image Index cell", [",Mass,0,9"], {}, TABLE + ", line 5: the 'Image Index' cell is empty or missing"),
+    ("an empty Patient ID cell", ["00000009_000.png,Mass,0,"], {},
+     TABLE + ", line 5: the 'Patient ID' cell is empty or missing"),
+    ("a cut row", ["00000009_000.png"], {},
+     TABLE + ", line 5: the 'Finding Labels' cell is empty or missing, got the row "
+     "{{'Image Index': '00000009_000.png', 'Finding Labels': None, "),
+    ("a missing image", ["00000009_000.png,Mass,0,9", "00000010_000.png,Mass,0,9"], {"_unlink": "00000010_000.png"},
+     "1 of the 5 images listed in " + TABLE + " are missing from {root}/images (first: ['00000010_000.png']); set "
+     "require_images to false to train on the images present."),
+    ("one row", [], {"_rows": GOOD[:1]}, TABLE + " has 1 row; a split into training and validation needs at least 2."),
+    ("one patient", [], {"_rows": GOOD[:2], "patient_wise": True},
+     TABLE + " has 1 patient; a split into training and validation by patient needs at least 2."),
+    ("an empty validation part", [], {"_rows": GOOD[:2], "val_fraction": 0.2},
+     "the split of the 2 rows of " + TABLE + " (val_fraction=0.2, seed=0, patient_wise=False) leaves the val part "
+     "empty: a larger table or another val_fraction is needed."),
+    ("max_samples 0", [], {"max_samples": 0}, "max_samples must be a positive integer or None (all), got 0."),
+]
+
+
+@pytest.mark.parametrize("case,rows,kwargs,message", HOSTILE_TABLES, ids=[c[0] for c in HOSTILE_TABLES])
+def test_a_hostile_table_is_refused_naming_the_file_line_and_value(tmp_path, case, rows, kwargs, message):
+    kwargs = dict(kwargs)
+    rows = kwargs.pop("_rows", GOOD + rows)
+    unlink = kwargs.pop("_unlink", None)
+    root = _raw_folder(tmp_path / "cxr", "\n".join([",".join(HEADER), *rows]) + "\n")
+    if unlink:
+        (root / "images" / unlink).unlink()
+    with pytest.raises(ValueError) as info:
+        chestxray14_datalists(root, **kwargs)
+    assert message.format(root=root.resolve()) in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", "lacks the columns ['Image Index', 'Finding Labels', 'Patient ID'] (has no header row: the file is "
+         "empty)."),
+        (",".join(HEADER) + "\n", "Data_Entry_2017.csv has no rows."),
+        ("Image Index,Labels\na.png,Mass\n", "lacks the columns ['Finding Labels', 'Patient ID'] (has ['Image Index', "
+         "'Labels'])."),
+        ("Image Index;Finding Labels;Patient ID\na.png;Mass;1\n", "lacks the columns ['Image Index', 'Finding Labels', "
+         "'Patient ID'] (has ['Image Index;Finding Labels;Patient ID'])."),
+    ],
+    ids=["empty file", "header only", "missing columns", "semicolons"],
+)
+def test_an_empty_or_foreign_table_is_refused_naming_the_file(tmp_path, text, message):
+    root = _raw_folder(tmp_path / "cxr", text)
+    with pytest.raises(ValueError) as info:
+        chestxray14_datalists(root)
+    assert str(info.value).startswith(f"ChestX-ray14 table {root.resolve() / 'Data_Entry_2017.csv'} ")
+    assert message in str(info.value), str(info.value)
+
+
+def test_a_repeated_finding_and_extra_trailing_fields_are_read(tmp_path):
+    # Tolerated, as they change no label: 'Mass|Mass' is Mass; cells beyond the header's (a trailing comma) are ignored.
+    rows = [*GOOD, "00000009_000.png,Mass|Mass,0,9", "00000010_000.png,Hernia,0,9,,"]
+    root = _raw_folder(tmp_path / "cxr", "\n".join([",".join(HEADER), *rows]) + "\n")
+    names, labels, _ = read_chestxray14_csv(root / "Data_Entry_2017.csv")
+    assert labels[names.index("00000009_000.png")].nonzero()[0].tolist() == [CHESTXRAY14_CLASSES.index("Mass")]
+    assert labels[names.index("00000010_000.png")].nonzero()[0].tolist() == [CHESTXRAY14_CLASSES.index("Hernia")]
