@@ -17,7 +17,9 @@ given after the export's own options is a further bundle override (``--image_siz
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -29,13 +31,14 @@ from monai.networks.utils import convert_to_onnx, convert_to_torchscript
 from monai.utils import look_up_option
 from torch import nn
 
-from monai_srb.bundle_config import load_network_config
+from monai_srb.bundle_config import check_size, load_network_config
 from monai_srb.spectral.fourier import FFT_IMPLS, FourierTransform
 
 __all__ = [
     "EXPORT_FORMATS",
     "OnnxPredictor",
     "bundle_input_shape",
+    "check_input_shape",
     "export_onnx",
     "export_pt2",
     "export_torchscript",
@@ -47,6 +50,29 @@ __all__ = [
 INPUT_NAME, OUTPUT_NAME = "image", "pred"
 # What ``monai-srb export --format`` writes: TorchScript (model.ts), ONNX (model.onnx), torch.export (model.pt2).
 EXPORT_FORMATS = ("ts", "onnx", "pt2")
+# What ONNX export and its check need, all in pyproject.toml's optional dependencies ``export``.
+_ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
+
+
+def _require_onnx(modules: Sequence[str] = _ONNX_MODULES) -> None:
+    """
+    Import ``modules``, so that a missing one stops the export before anything is written.
+
+    Args:
+        modules: the modules to import; default: all that ONNX export needs (``onnx``, ``onnxruntime``, ``onnxscript``).
+
+    Raises:
+        ModuleNotFoundError: naming the missing module and the extra that installs it.
+    """
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ModuleNotFoundError(
+                f"{name} is not installed; ONNX export and OnnxPredictor need it: pip install \"monai_srb[export]\" "
+                "(or export without ONNX: --format ts pt2).",
+                name=name,
+            ) from e
 
 
 def set_fft_impl_(network: nn.Module, impl: str) -> int:
@@ -203,8 +229,10 @@ def export_onnx(
         opset_version: ONNX opset; default: the exporter's.
 
     Raises:
+        ModuleNotFoundError: when onnx, onnxruntime or onnxscript is missing, naming the extra to install.
         ValueError: when ONNX Runtime's output differs from eager PyTorch by more than ``atol``.
     """
+    _require_onnx()
     import onnx
 
     network = network.eval()
@@ -229,6 +257,11 @@ def export_onnx(
         expected = network(check)
     onnx.helper.set_model_props(model, {"monai_srb": json.dumps(_metadata(x, expected))})
     onnx.save(model, filepath)
+    # torch's exporter writes the weights to <model>.onnx.data; onnx.load read them into the model and onnx.save
+    # wrote them inline, so that file (or one left by an earlier export) is referred to by nothing
+    sidecar = f"{filepath}.data"
+    if os.path.isfile(sidecar):
+        os.remove(sidecar)
     got = OnnxPredictor(filepath)(check.cpu().numpy())
     diff = float(np.abs(got - expected.cpu().numpy()).max())
     if diff > atol:
@@ -246,10 +279,13 @@ class OnnxPredictor:
         providers: ONNX Runtime execution providers; default CPU.
 
     Raises:
-        ValueError: in ``__call__``, when the input's shape is not one the model can take.
+        ModuleNotFoundError: when onnxruntime is missing, naming the extra to install.
+        ValueError: when ``filepath`` does not exist; in ``__call__``, when the input's shape is not one the model
+            can take.
     """
 
     def __init__(self, filepath: str, providers: Sequence[str] = ("CPUExecutionProvider",)) -> None:
+        _require_onnx(("onnxruntime",))
         import onnxruntime
 
         if not os.path.isfile(filepath):
@@ -277,12 +313,20 @@ def load_network_weights(network: nn.Module, ckpt_file: str) -> nn.Module:
     dict (the best-metric ``model.pt``) or a full checkpoint whose ``"network"``/``"model"`` entry holds it.
 
     Raises:
-        ValueError: when the file is missing, holds no state dict, or one that does not fit ``network``
-            (a network built with other bundle overrides than the checkpoint's run, e.g. ``image_size``).
+        ValueError: when the file is missing, is not a torch checkpoint (a log, a truncated file), holds no state
+            dict, or one that does not fit ``network`` (a network built with other bundle overrides than the
+            checkpoint's run, e.g. ``image_size``).
     """
     if not os.path.isfile(ckpt_file):
-        raise ValueError(f"checkpoint file {ckpt_file!r} does not exist.")
-    state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+        what = "is a folder" if os.path.isdir(ckpt_file) else "does not exist"
+        raise ValueError(f"checkpoint file {ckpt_file!r} {what}.")
+    try:
+        state = torch.load(ckpt_file, map_location="cpu", weights_only=True)
+    except Exception as e:  # what a file that is no checkpoint raises varies: UnpicklingError, KeyError, EOFError, ...
+        why = ": ".join([type(e).__name__, *str(e).splitlines()[:1]])
+        raise ValueError(
+            f"checkpoint file {ckpt_file!r} is not a torch checkpoint that torch.load(weights_only=True) reads ({why})."
+        ) from e
     for key in ("network", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -299,6 +343,16 @@ def load_network_weights(network: nn.Module, ckpt_file: str) -> nn.Module:
     return network
 
 
+def _first_conv(network: nn.Module) -> nn.Module:
+    """The first convolution of ``network``: its input channels and spatial dims are the network's."""
+    return next(m for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd))
+
+
+def _size_id(parser: object) -> str | None:
+    """The bundle id that sizes the network's input: ``patch_size`` (3D) or ``image_size``; ``None``: neither."""
+    return next((key for key in ("patch_size", "image_size") if key in parser), None)  # type: ignore[operator]
+
+
 def bundle_input_shape(parser: object) -> list[int]:
     """
     (1, channels, *spatial) of a bundle's network input: channels from the first convolution of its
@@ -307,14 +361,82 @@ def bundle_input_shape(parser: object) -> list[int]:
     """
     from monai.utils import ensure_tuple_rep
 
-    network = parser.get_parsed_content("network_def")  # type: ignore[attr-defined]
-    first_conv = next(m for m in network.modules() if isinstance(m, nn.modules.conv._ConvNd))
+    first_conv = _first_conv(parser.get_parsed_content("network_def"))  # type: ignore[attr-defined]
     spatial_dims, channels = first_conv.weight.ndim - 2, first_conv.in_channels
-    for key in ("patch_size", "image_size"):
-        if key in parser:  # type: ignore[operator]
-            size = parser.get_parsed_content(key)  # type: ignore[attr-defined]
-            return [1, channels] + [int(s) for s in ensure_tuple_rep(size, spatial_dims)]
-    raise ValueError("the bundle config has neither 'patch_size' nor 'image_size'; pass --input_shape.")
+    key = _size_id(parser)
+    if key is None:
+        raise ValueError("the bundle config has neither 'patch_size' nor 'image_size'; pass --input_shape.")
+    size = parser.get_parsed_content(key)  # type: ignore[attr-defined]
+    return [1, channels] + [int(s) for s in ensure_tuple_rep(size, spatial_dims)]
+
+
+def _size_check(parser: object, key: str) -> dict[str, int]:
+    """
+    The ``multiple_of`` and ``minimum`` that the bundle's ``checked_overrides`` (what ``initialize`` runs) give
+    :func:`check_size` for the id ``key``; ``{}`` when the bundle checks no such id.
+    """
+    checks = parser.get("checked_overrides", [])  # type: ignore[attr-defined]
+    for i, item in enumerate(checks if isinstance(checks, list) else []):
+        if isinstance(item, dict) and str(item.get("_target_", "")).endswith("check_size") and item.get("name") == key:
+            return {arg: parser.get_parsed_content(f"checked_overrides#{i}#{arg}")  # type: ignore[attr-defined]
+                    for arg in ("multiple_of", "minimum") if arg in item}
+    return {}
+
+
+def check_input_shape(shape: Sequence[int], network: nn.Module, parser: object) -> list[int]:
+    """
+    ``shape`` as a list, when ``network`` (a bundle's ``network_def``, its weights loaded) can be exported for it:
+    (batch, channels, *spatial) with the network's spatial dims, a batch of at least 1, the channels of its first
+    convolution, spatial sides that the bundle's own :func:`check_size` of its ``patch_size`` / ``image_size``
+    accepts (its minimum and multiple), the bundle's size where the network holds an SRB_A, and one forward pass
+    in eval mode that runs.
+
+    Args:
+        shape: the input shape asked for (``--input_shape``).
+        network: the network to export.
+        parser: the bundle's ``ConfigParser``, holding the run's overrides.
+
+    Raises:
+        ValueError: naming ``--input_shape``, its value and what the network takes.
+    """
+    shape = [int(s) for s in shape]
+    conv = _first_conv(network)
+    spatial_dims, channels = conv.weight.ndim - 2, conv.in_channels
+    what = f"argument --input_shape: {shape}"
+    layout = ", ".join(["batch", "channels", *(f"spatial_{i}" for i in range(1, spatial_dims + 1))])
+    if len(shape) != 2 + spatial_dims:
+        raise ValueError(
+            f"{what} must be {2 + spatial_dims} numbers ({layout}) for the bundle's {spatial_dims}D network, "
+            f"got {len(shape)}."
+        )
+    if shape[0] < 1:
+        raise ValueError(f"{what}: the batch must be at least 1, got {shape[0]}.")
+    if shape[1] != channels:
+        raise ValueError(
+            f"{what}: the network takes {channels} channel(s) (its first convolution, as the bundle config and the "
+            f"checkpoint build it), got {shape[1]}."
+        )
+    key = _size_id(parser)
+    if key is not None:
+        try:
+            check_size(shape[2:], key, spatial_dims=spatial_dims, **_size_check(parser, key))
+        except ValueError as e:
+            raise ValueError(f"{what}: its spatial size is not one the bundle's {key} check takes: {e}") from e
+        size = bundle_input_shape(parser)[2:]
+        if _fixed_size(network) and shape[2:] != size:
+            raise ValueError(f"{what}: the network holds an SRB_A, built for the spatial size {size} ({key}) alone, "
+                             f"got {shape[2:]}.")
+    # The network has the last word, on what the bundle's checks leave open (DenseNet-121's 29 px at least).
+    was_training = network.training
+    param = next(network.parameters(), None)
+    try:
+        with torch.no_grad():
+            network.eval()(torch.zeros(shape, device=param.device if param is not None else None))
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"{what}: the network cannot take it: {(str(e).splitlines() or [''])[0]}") from e
+    finally:
+        network.train(was_training)
+    return shape
 
 
 def _cli_overrides(extra: Sequence[str]) -> dict[str, object]:
@@ -337,16 +459,98 @@ def _cli_overrides(extra: Sequence[str]) -> dict[str, object]:
     return overrides
 
 
+def _root_message(error: BaseException) -> str:
+    """The message of the first error of a chain: MONAI's ConfigParser wraps a component's error in RuntimeErrors."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error).strip()
+
+
+def _check_paths(args: argparse.Namespace) -> tuple[str, str]:
+    """
+    The config and metadata files of the export's bundle, after checking the paths the arguments name.
+
+    Args:
+        args: the parsed ``monai-srb export`` arguments.
+
+    Raises:
+        ValueError: naming the argument and its value: a ``--bundle_root`` that is no bundle folder (no
+            ``configs/metadata.json``, as :func:`monai_srb.cli.bundle_path` finds them), a missing
+            ``--config_file``, or an ``--out_dir`` that is a file.
+    """
+    meta_file = os.path.join(args.bundle_root, "configs", "metadata.json")
+    if not os.path.isdir(args.bundle_root):
+        raise ValueError(f"argument --bundle_root: {args.bundle_root!r} is not a folder (monai-srb bundle-path "
+                         "lists the bundles).")
+    if not os.path.isfile(meta_file):
+        raise ValueError(f"argument --bundle_root: {args.bundle_root!r} is not a bundle folder, it has no "
+                         "configs/metadata.json (monai-srb bundle-path lists the bundles).")
+    config_file = args.config_file or os.path.join(args.bundle_root, "configs", "train.json")
+    if args.config_file and not os.path.isfile(config_file):
+        raise ValueError(f"argument --config_file: {config_file!r} is not a file.")
+    if not os.path.isfile(config_file):
+        raise ValueError(f"argument --bundle_root: {args.bundle_root!r} has no configs/train.json; name the config "
+                         "to build the network from with --config_file.")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise ValueError(f"argument --out_dir: {args.out_dir!r} is a file, not a folder.")
+    return config_file, meta_file
+
+
+def _bundle_network(
+    config_file: str, meta_file: str, args: argparse.Namespace, overrides: dict[str, object]
+) -> tuple[object, str, nn.Module]:
+    """
+    The bundle's parser, the checkpoint file and its ``network_def`` with the checkpoint's weights, built with the
+    overrides stored beside the checkpoint, then ``overrides``, after the bundle's own ``checked_overrides``.
+
+    Raises:
+        ValueError: naming what the arguments got wrong: a config that is not JSON, an override the bundle's
+            checks refuse, a network the overrides cannot build, a checkpoint file that is missing, is no
+            checkpoint or does not fit the network.
+    """
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    for read, path in ((parser.read_config, config_file), (parser.read_meta, meta_file)):
+        try:
+            read(path)
+        except ValueError as e:  # json.JSONDecodeError, or MONAI's refusal of a suffix other than .json / .yaml
+            raise ValueError(f"bundle config {path!r} is not a JSON or YAML file: {e}") from e
+    parser.update({"bundle_root": args.bundle_root, **overrides})
+    ckpt = args.ckpt_file or os.path.join(parser.get_parsed_content("output_dir"), "models", "model.pt")
+    stored = load_network_config(os.path.dirname(os.path.abspath(ckpt)))
+    parser.update({**stored, **overrides})
+    if stored:
+        print(f"network overrides stored by the training run: {stored}")
+    if "checked_overrides" in parser:  # the checks `bundle run` makes first, so a bad override is named as there
+        try:
+            parser.get_parsed_content("checked_overrides")
+        except (RuntimeError, ValueError) as e:
+            raise ValueError(_root_message(e)) from e
+    try:
+        network = parser.get_parsed_content("network_def")
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"the bundle's network_def cannot be built with the overrides {({**stored, **overrides})}: "
+                         f"{_root_message(e)}") from e
+    try:
+        load_network_weights(network, ckpt)
+    except ValueError as e:
+        given = "--ckpt_file" if args.ckpt_file else "--ckpt_file (default: <output_dir>/models/model.pt)"
+        raise ValueError(f"argument {given}: {e}") from e
+    return parser, ckpt, network
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """
     Export a bundle's (trained) network to ``<out_dir>/model.ts`` and ``<out_dir>/model.onnx`` (``--format``; also
-    ``model.pt2``, a ``torch.export`` program), built with
-    the overrides stored beside the checkpoint and then those given on the command line.
+    ``model.pt2``, a ``torch.export`` program), built with the overrides stored beside the checkpoint and then
+    those given on the command line. Every argument is checked before anything is written: a bad one is a usage
+    error (exit code 2) naming it; a missing ONNX package ends the command with exit code 1 and the extra to
+    install.
+
+    Args:
+        argv: the command-line arguments (``--help``); ``None``: ``sys.argv[1:]``.
     """
-    import argparse
-
-    from monai.bundle import ConfigParser
-
     ap = argparse.ArgumentParser(
         prog="monai-srb export", description="Export a monai_srb bundle's network to TorchScript and ONNX."
     )
@@ -354,31 +558,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--config_file", default=None, help="default: <bundle_root>/configs/train.json")
     ap.add_argument("--ckpt_file", default=None, help="default: the config's output_dir/models/model.pt")
     ap.add_argument("--out_dir", default="exported")
-    ap.add_argument("--input_shape", type=int, nargs="+", default=None, help="(batch, channels, *spatial)")
+    ap.add_argument("--input_shape", type=int, nargs="+", default=None,
+                    help="(batch, channels, *spatial); default: batch 1 at the bundle's patch_size or image_size")
     ap.add_argument("--format", nargs="+", default=["ts", "onnx"], choices=EXPORT_FORMATS,
                     help="ts (TorchScript), onnx (ONNX, checked with ONNX Runtime), pt2 (torch.export; dynamic batch "
                     "and spatial size, but for SRB_A); default: ts onnx")
     args, extra = ap.parse_known_args(argv)
     try:
         overrides = _cli_overrides(extra)
+        config_file, meta_file = _check_paths(args)
     except ValueError as e:
         ap.error(str(e))
-
-    config_file = args.config_file or os.path.join(args.bundle_root, "configs", "train.json")
-    meta_file = os.path.join(args.bundle_root, "configs", "metadata.json")
-    parser = ConfigParser()
-    parser.read_config(config_file)
-    parser.read_meta(meta_file)
-    parser.update({"bundle_root": args.bundle_root, **overrides})
-    ckpt = args.ckpt_file or os.path.join(parser.get_parsed_content("output_dir"), "models", "model.pt")
-    stored = load_network_config(os.path.dirname(os.path.abspath(ckpt)))
-    parser.update({**stored, **overrides})
-    if stored:
-        print(f"network overrides stored by the training run: {stored}")
-    network = parser.get_parsed_content("network_def")
-    load_network_weights(network, ckpt)
-    shape = args.input_shape or bundle_input_shape(parser)
-    os.makedirs(args.out_dir, exist_ok=True)
+    if "onnx" in args.format:
+        try:
+            _require_onnx()
+        except ModuleNotFoundError as e:
+            ap.exit(1, f"{ap.prog}: error: {e}\n")
+    try:
+        parser, ckpt, network = _bundle_network(config_file, meta_file, args, overrides)
+        shape = check_input_shape(args.input_shape or bundle_input_shape(parser), network, parser)
+    except ValueError as e:
+        ap.error(str(e))
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)
+    except OSError as e:  # a parent that is a file, no permission
+        ap.error(f"argument --out_dir: {args.out_dir!r} cannot be made a folder: {e}")
     written = []
     if "ts" in args.format:
         written.append(export_torchscript(network, os.path.join(args.out_dir, "model.ts"), shape))

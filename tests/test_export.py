@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+import monai_srb.cli as cli
 from monai_srb.blocks import SpectralResidualBlock
 from monai_srb.export import OnnxPredictor, export_onnx, export_torchscript, matmul_dft, set_fft_impl_
 from monai_srb.nets import SRBDenseNet121, SRBUNet
@@ -53,6 +56,23 @@ def test_onnx_and_torchscript_match_eager(tmp_path, name, factory, shape):
     assert json.loads(extra["metadata.json"])["input_shape"] == ["batch"] + list(shape[1:])
     # the export switched SRB_F to DFT matmuls only while exporting
     assert all(m.impl == "fft" for m in net.modules() if isinstance(m, FourierTransform))
+
+
+# what an earlier export left beside model.onnx: nothing, or its external-data file
+SIDECARS = [("no_earlier_export", None), ("an_earlier_exports_data", b"weights of an earlier, larger export")]
+
+
+@pytest.mark.parametrize("name,stale", SIDECARS, ids=[c[0] for c in SIDECARS])
+def test_onnx_export_leaves_only_the_model_file(tmp_path, name, stale):
+    net = _trained_looking(lambda: torch.nn.Sequential(SpectralResidualBlock(2, 3, reduction=3)))
+    if stale is not None:
+        (tmp_path / "model.onnx.data").write_bytes(stale)
+    path = export_onnx(net, str(tmp_path / "model.onnx"), (1, 3, 16, 8))
+    # the weights are inside model.onnx: no model.onnx.data that could be copied with it or be taken for its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    x = torch.randn(3, 3, 16, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(OnnxPredictor(path)(x)), net(x), atol=1e-4, rtol=0)
 
 
 def test_onnx_rejects_a_size_it_cannot_take(tmp_path):
@@ -104,8 +124,6 @@ def test_export_of_a_network_trained_one_epoch_by_a_bundle(tmp_path):
     x = torch.randn(3, 1, 32, 32, 32)  # exported from a batch of 1: the batch must still be dynamic
     scripted = torch.jit.load(str(tmp_path / "exp" / "model.ts"))
     torch.testing.assert_close(torch.from_numpy(predictor(x)), scripted(x), atol=1e-4, rtol=0)
-    with pytest.raises(ValueError, match="does not exist"):
-        main(["--bundle_root", str(bundle), "--ckpt_file", str(tmp_path / "nope.pt"), "--out_dir", str(tmp_path / "x")])
 
 
 SKIN_BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "srb_skin_lesion_segmentation"
@@ -145,19 +163,6 @@ def test_export_of_a_network_trained_at_another_image_size(tmp_path, name, store
     predictor = OnnxPredictor(str(tmp_path / "exp" / "model.onnx"))
     assert predictor.input_shape == [None, 3, 64, 64]
     torch.testing.assert_close(torch.from_numpy(predictor(x)), expected, atol=1e-4, rtol=0)
-
-
-def test_export_names_the_mismatch_when_the_overrides_are_missing(tmp_path):
-    from monai_srb.export import main
-
-    net = _bundle_network(SKIN_BUNDLE, **SKIN_SMALL)
-    torch.save(net.state_dict(), tmp_path / "model.pt")
-    ckpt = str(tmp_path / "model.pt")
-    args = ["--bundle_root", str(SKIN_BUNDLE), "--ckpt_file", ckpt, "--out_dir", str(tmp_path / "x")]
-    with pytest.raises(ValueError, match=r"model.pt' does not fit the SRBUNet .* e.g. image_size .*size mismatch"):
-        main([*args, "--features", "[4, 4, 8, 8, 16, 4]"])  # trained at 64, exported at the default 128
-    with pytest.raises(SystemExit):
-        main([*args, "--image_size"])  # an override without its value is a usage error
 
 
 FOUR = ["before_up4", "before_up3", "before_up2", "before_up1"]
@@ -215,3 +220,140 @@ def test_cli_format_pt2_writes_only_the_exported_program(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.pt2"]
     program = torch.export.load(str(tmp_path / "out" / "model.pt2")).module()
     assert program(torch.randn(3, 3, 64, 48)).shape == (3, 2, 64, 48)  # another batch and size than exported
+
+
+CHEST_BUNDLE = SKIN_BUNDLE.parent / "srb_chest_xray_classification"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, str]:
+    """
+    Small checkpoints, as a training run leaves them (``model.pt``, ``network_config.json`` beside it), and files
+    that are none: what the rows of ``BAD_EXPORT_ARGS`` name by ``{key}``.
+    """
+    root = tmp_path_factory.mktemp("checkpoints")
+    runs = {
+        "stored": (_bundle_network(SKIN_BUNDLE, **SKIN_SMALL), SKIN_SMALL),
+        "bare": (_bundle_network(SKIN_BUNDLE, **SKIN_SMALL), None),
+        "aom": (_bundle_network(SKIN_BUNDLE, **SKIN_SMALL, block="srb_aom"), {**SKIN_SMALL, "block": "srb_aom"}),
+        "chest": (_bundle_network(CHEST_BUNDLE, image_size=32), {"image_size": 32}),
+    }
+    paths = {"tmp": str(root)}
+    for key, (net, stored) in runs.items():
+        (root / key).mkdir()
+        torch.save(net.state_dict(), root / key / "model.pt")
+        if stored is not None:
+            (root / key / "network_config.json").write_text(json.dumps({"overrides": stored}))
+        paths[key] = str(root / key / "model.pt")
+    (root / "broken").mkdir()
+    (root / "broken" / "network_config.json").write_text("[64]")
+    (root / "broken" / "model.pt").write_bytes(Path(paths["stored"]).read_bytes())
+    paths["broken"] = str(root / "broken" / "model.pt")
+    (root / "train.log").write_text("epoch 1: loss 0.5\n")
+    (root / "empty.pt").write_bytes(b"")
+    paths.update(log=str(root / "train.log"), empty=str(root / "empty.pt"))
+    return paths
+
+
+SKIN = ["--bundle_root", str(SKIN_BUNDLE)]
+TRAINED = [*SKIN, "--ckpt_file", "{stored}"]
+# (name, arguments after --out_dir {out} --format ts, with {key} the paths of checkpoints, what stderr says)
+BAD_EXPORT_ARGS = [
+    ("batch_0", [*TRAINED, "--input_shape", "0", "3", "64", "64"],
+     r"argument --input_shape: \[0, 3, 64, 64\]: the batch must be at least 1, got 0\."),
+    ("no_batch", [*TRAINED, "--input_shape", "3", "64", "64"],
+     r"argument --input_shape: \[3, 64, 64\] must be 4 numbers \(batch, channels, spatial_1, spatial_2\) for the "
+     r"bundle's 2D network, got 3\."),
+    ("below_the_minimum", [*TRAINED, "--input_shape", "1", "3", "1", "1"],
+     r"argument --input_shape: \[1, 3, 1, 1\]: its spatial size is not one the bundle's image_size check takes: "
+     r"override 'image_size' must be .*at least 32, each a multiple of 16; got \[1, 1\]"),
+    ("not_a_multiple_of_16", [*TRAINED, "--input_shape", "1", "3", "40", "64"],
+     r"argument --input_shape: \[1, 3, 40, 64\]: .*at least 32, each a multiple of 16; got \[40, 64\]"),
+    ("negative_side", [*TRAINED, "--input_shape", "1", "3", "-64", "64"],
+     r"argument --input_shape: \[1, 3, -64, 64\]: .*got \[-64, 64\]"),
+    ("channels", [*TRAINED, "--input_shape", "1", "1", "64", "64"],
+     r"argument --input_shape: \[1, 1, 64, 64\]: the network takes 3 channel\(s\) .*got 1\."),
+    ("srb_a_at_another_size", [*SKIN, "--ckpt_file", "{aom}", "--input_shape", "1", "3", "32", "32"],
+     r"argument --input_shape: \[1, 3, 32, 32\]: the network holds an SRB_A, built for the spatial size \[64, 64\] "
+     r"\(image_size\) alone, got \[32, 32\]\."),
+    ("below_what_the_network_takes", ["--bundle_root", str(CHEST_BUNDLE), "--ckpt_file", "{chest}",
+                                      "--input_shape", "1", "1", "16", "16"],
+     r"argument --input_shape: \[1, 1, 16, 16\]: the network cannot take it: SRBDenseNet121 needs an input of at "
+     r"least 29 per spatial dim"),
+    ("image_size_abc", [*TRAINED, "--image_size", "abc"],
+     r"override 'image_size' must be a positive integer, at least 32, each a multiple of 16; got 'abc' \(str\)\."),
+    ("unknown_block", [*TRAINED, "--block", "bogus"],
+     r"the bundle's network_def cannot be built with the overrides \{.*'block': 'bogus'\}: Unsupported option "
+     r"'bogus'"),
+    ("override_without_value", [*TRAINED, "--image_size"], r"bundle override --image_size has no value"),
+    ("ckpt_a_log_file", [*SKIN, "--ckpt_file", "{log}"],
+     r"argument --ckpt_file: checkpoint file '[^']*train\.log' is not a torch checkpoint"),
+    ("ckpt_empty", [*SKIN, "--ckpt_file", "{empty}"],
+     r"argument --ckpt_file: checkpoint file '[^']*empty\.pt' is not a torch checkpoint .*\(EOFError\)"),
+    ("ckpt_missing", [*SKIN, "--ckpt_file", "{tmp}/nope.pt"],
+     r"argument --ckpt_file: checkpoint file '[^']*nope\.pt' does not exist\."),
+    ("ckpt_a_folder", [*SKIN, "--ckpt_file", "{tmp}"], r"argument --ckpt_file: checkpoint file '[^']*' is a folder\."),
+    ("default_ckpt_missing", [*SKIN, "--output_dir", "{tmp}/no_run"],
+     r"argument --ckpt_file \(default: <output_dir>/models/model\.pt\): checkpoint file '[^']*no_run/models/model\.pt' "
+     r"does not exist\."),
+    ("ckpt_of_other_overrides", [*SKIN, "--ckpt_file", "{bare}", "--features", "[4, 4, 8, 8, 16, 4]"],
+     r"argument --ckpt_file: checkpoint file '[^']*bare/model\.pt' does not fit the SRBUNet .* e\.g\. image_size "
+     r".*size mismatch"),
+    ("stored_overrides_broken", [*SKIN, "--ckpt_file", "{broken}"],
+     r"[^ ]*broken/network_config\.json must hold \{'overrides': \{id: value\}\}, got \[64\]\."),
+    ("bundle_root_missing", ["--bundle_root", "{tmp}/nope", "--ckpt_file", "{stored}"],
+     r"argument --bundle_root: '[^']*nope' is not a folder"),
+    ("bundle_root_without_configs", ["--bundle_root", "{tmp}", "--ckpt_file", "{stored}"],
+     r"argument --bundle_root: '[^']*' is not a bundle folder, it has no configs/metadata\.json"),
+    ("config_file_missing", [*TRAINED, "--config_file", "{tmp}/train.json"],
+     r"argument --config_file: '[^']*train\.json' is not a file\."),
+    ("config_file_a_log_file", [*TRAINED, "--config_file", "{log}"],
+     r"bundle config '[^']*train\.log' is not a JSON or YAML file"),
+    ("out_dir_a_file", [*TRAINED, "--out_dir", "{log}"],
+     r"argument --out_dir: '[^']*train\.log' is a file, not a folder\."),
+    ("unknown_format", [*TRAINED, "--format", "bogus"], r"argument --format: invalid choice: 'bogus'"),
+]
+
+
+@pytest.mark.parametrize("name,args,message", BAD_EXPORT_ARGS, ids=[c[0] for c in BAD_EXPORT_ARGS])
+def test_a_bad_export_argument_is_a_usage_error_naming_it(checkpoints, tmp_path, capsys, name, args, message):
+    out = tmp_path / "out"
+    argv = ["export", "--out_dir", str(out), "--format", "ts", *[a.format(**checkpoints) for a in args]]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err
+    assert err.startswith("usage: monai-srb export") and re.search(f"monai-srb export: error: {message}", err), err
+    assert not out.exists()  # refused before anything was written
+
+
+ONNX_PACKAGES = ["onnx", "onnxruntime", "onnxscript"]
+
+
+@pytest.mark.parametrize("missing", ONNX_PACKAGES)
+def test_onnx_export_without_the_export_extra_says_what_to_install(checkpoints, tmp_path, monkeypatch, capsys, missing):
+    from monai_srb.export import main
+
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    extra = tomllib.loads((SKIN_BUNDLE.parents[1] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert missing in {re.match(r"[\w-]+", req).group() for req in extra["export"]}  # the extra the message names
+    monkeypatch.setitem(sys.modules, missing, None)  # `import missing` raises ModuleNotFoundError
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main([*SKIN, "--ckpt_file", checkpoints["stored"], "--out_dir", str(out), "--format", "ts", "onnx"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert err == (f"monai-srb export: error: {missing} is not installed; ONNX export and OnnxPredictor need it: "
+                   'pip install "monai_srb[export]" (or export without ONNX: --format ts pt2).\n')
+    assert not out.exists()
+    with pytest.raises(ModuleNotFoundError, match=rf"{missing} is not installed; .*monai_srb\[export\]"):
+        export_onnx(torch.nn.Conv2d(1, 1, 1), str(tmp_path / "m.onnx"), (1, 1, 8, 8))
+
+
+def test_torchscript_export_needs_no_onnx(checkpoints, tmp_path, monkeypatch):
+    from monai_srb.export import main
+
+    for name in ONNX_PACKAGES:
+        monkeypatch.setitem(sys.modules, name, None)
+    main([*SKIN, "--ckpt_file", checkpoints["stored"], "--out_dir", str(tmp_path), "--format", "ts"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.ts"]
