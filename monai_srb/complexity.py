@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import inspect
 import io
 import math
 from collections import defaultdict
@@ -49,6 +50,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from monai_srb.blocks.factory import ATTENTION_BLOCKS, block_names, make_block
+from monai_srb.blocks.spectral_residual import SpectralResidualBlock
 
 __all__ = [
     "ComplexityReport",
@@ -206,7 +208,9 @@ def param_breakdown(module: nn.Module) -> dict[str, int]:
     return dict(out)
 
 
-def build_block(name: str, spatial_dims: int, channels: int, size: int, groups: int | None = None) -> nn.Module:
+def build_block(
+    name: str, spatial_dims: int, channels: int, size: int, groups: int | None = None, reduction: int | None = None
+) -> nn.Module:
     """
     A block of :func:`monai_srb.blocks.make_block` as the cost tables measure it, for one square (cubic) map.
 
@@ -217,10 +221,16 @@ def build_block(name: str, spatial_dims: int, channels: int, size: int, groups: 
         size: the map's spatial size per axis. An SRB is built for it, so its spectral ReLU's ``W``, ``B`` are
             used as they are, not resampled (which would add to the count).
         groups: ``groups`` of an SRB's two 1x1 convs; ``None``: the block's default. Other blocks have none.
+        reduction: an SRB's bottleneck ratio (K = C / reduction); ``None``: the block's default. The attention
+            blocks set their own widths.
+
+    Raises:
+        ValueError: as :func:`make_block`, e.g. for a ``reduction`` that does not divide ``channels``.
     """
     if name in ATTENTION_BLOCKS:  # sized by their input alone, without 1x1 conv groups
         return make_block(name, spatial_dims, channels)
-    return make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims, groups=groups)
+    widths = {} if reduction is None else {"reduction": reduction}
+    return make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims, groups=groups, **widths)
 
 
 def render_table(header: Sequence[str], body: Sequence[Sequence[str]], fmt: str = "markdown") -> str:
@@ -267,6 +277,44 @@ def format_costs(reports: Mapping[str, ComplexityReport], fmt: str = "markdown")
     return render_table(header, body, fmt)
 
 
+def _positive_int(text: str) -> int:
+    """An argparse ``type``: an integer of at least 1 (argparse names the argument before the message)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}.") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}.")
+    return value
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
+def _check_srb_widths(channels: int, reduction: int, groups: int | None) -> None:
+    """
+    Check the widths of an SRB's bottleneck (``channels / reduction``, 1x1 convs of ``groups``) before any block is
+    built, so that the message names the command's arguments and the values they may take.
+
+    Raises:
+        ValueError: when ``reduction`` does not divide ``channels`` or ``groups`` does not divide
+            ``channels // reduction``.
+    """
+    if channels % reduction:
+        raise ValueError(
+            f"argument --channels: {channels} is not divisible by --reduction {reduction} (an SRB's bottleneck has "
+            f"channels / reduction channels): for --channels {channels}, --reduction may be one of "
+            f"{_divisors(channels)}; for --reduction {reduction}, --channels must be a multiple of {reduction}."
+        )
+    hidden = channels // reduction
+    if groups is not None and hidden % groups:
+        raise ValueError(
+            f"argument --groups: {groups} does not divide the SRBs' bottleneck of --channels {channels} / "
+            f"--reduction {reduction} = {hidden} channels: --groups may be one of {_divisors(hidden)}."
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """
     Print the parameters and inference FLOPs of blocks on one feature map (``monai-srb complexity``).
@@ -279,19 +327,28 @@ def main(argv: Sequence[str] | None = None) -> None:
         description="Parameters and inference FLOPs (FFTs included) of blocks on one feature map, batch 1. The "
         "paper's Table 3 beside ours: python -m workflows.complexity_table in a clone of the repository.",
     )
+    # the SRB's own default, named once: SpectralResidualBlock's signature
+    default_reduction = inspect.signature(SpectralResidualBlock).parameters["reduction"].default
     parser.add_argument("--blocks", nargs="+", default=block_names(), choices=block_names(), metavar="BLOCK",
                         help=f"blocks to count (default: all of {', '.join(block_names())})")
     parser.add_argument("--spatial_dims", type=int, default=2, choices=(2, 3), help="2 or 3 (default: 2)")
-    parser.add_argument("--channels", type=int, default=256, help="channels the block sees (default: 256)")
-    parser.add_argument("--size", type=int, default=64, help="spatial size per axis (default: 64)")
-    parser.add_argument("--groups", type=int, default=None, help="groups of the SRBs' 1x1 convs (default: K)")
+    parser.add_argument("--channels", type=_positive_int, default=256, help="channels the block sees (default: 256)")
+    parser.add_argument("--size", type=_positive_int, default=64, help="spatial size per axis (default: 64)")
+    parser.add_argument("--reduction", type=_positive_int, default=default_reduction,
+                        help=f"the SRBs' bottleneck ratio, K = channels / reduction (default: {default_reduction})")
+    parser.add_argument("--groups", type=_positive_int, default=None,
+                        help="groups of the SRBs' 1x1 convs, a divisor of K (default: K)")
     parser.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     args = parser.parse_args(argv)
 
     shape = (1, args.channels) + (args.size,) * args.spatial_dims
     try:
+        if any(name not in ATTENTION_BLOCKS for name in args.blocks):
+            _check_srb_widths(args.channels, args.reduction, args.groups)
         reports = {
-            name: count_complexity(build_block(name, args.spatial_dims, args.channels, args.size, args.groups), shape)
+            name: count_complexity(
+                build_block(name, args.spatial_dims, args.channels, args.size, args.groups, args.reduction), shape
+            )
             for name in args.blocks
         }
     except ValueError as e:

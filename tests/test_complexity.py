@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Callable
 
 import pytest
@@ -146,3 +147,54 @@ def test_main_takes_3d_maps_and_a_subset_of_blocks(capsys):
     main(["--spatial_dims", "3", "--size", "8", "--channels", "4", "--blocks", "srb_fft", "srb_dct"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| srb_")]
     assert [row.split(" | ")[0] for row in rows] == ["| srb_fft", "| srb_dct"]
+
+
+# (arguments, what stderr says): refused by argparse, before any block is built
+BAD_COMPLEXITY_ARGS = [
+    (["--channels", "3"],
+     r"argument --channels: 3 is not divisible by --reduction 2 \(an SRB's bottleneck has channels / "
+     r"reduction channels\): for --channels 3, --reduction may be one of 1, 3; for --reduction 2, --channels must be "
+     r"a multiple of 2\."),
+    (["--channels", "12", "--reduction", "5"], r"argument --channels: 12 is not divisible by --reduction 5 .*one of "
+     r"1, 2, 3, 4, 6, 12;"),
+    (["--channels", "8", "--groups", "3"],
+     r"argument --groups: 3 does not divide the SRBs' bottleneck of --channels 8 / --reduction 2 = 4 channels: "
+     r"--groups may be one of 1, 2, 4\."),
+    (["--channels", "8", "--reduction", "4", "--groups", "4"], r"argument --groups: 4 does not divide .*= 2 channels: "
+     r"--groups may be one of 1, 2\."),
+    (["--size", "0"], r"argument --size: must be a positive integer, got 0\."),
+    (["--size", "-16"], r"argument --size: must be a positive integer, got -16\."),
+    (["--channels", "-8"], r"argument --channels: must be a positive integer, got -8\."),
+    (["--reduction", "0"], r"argument --reduction: must be a positive integer, got 0\."),
+    (["--groups", "two"], r"argument --groups: must be a positive integer, got 'two'\."),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_COMPLEXITY_ARGS, ids=[" ".join(c[0]) for c in BAD_COMPLEXITY_ARGS])
+def test_a_bad_argument_is_a_usage_error_naming_it(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and re.search(f"monai-srb complexity: error: {message}", err), err
+
+
+# (channels, reduction, blocks): widths an SRB takes, and attention blocks, which have none to check
+REDUCTION_CASES = [
+    (3, 3, ["srb_fft", "srb_dct"]),
+    (12, 4, ["srb_fft", "srb_aom"]),
+    (8, 1, ["srb_dct"]),
+    (3, 2, ["nonlocal", "double_attention"]),
+]
+
+
+@pytest.mark.parametrize("channels, reduction, blocks", REDUCTION_CASES)
+def test_main_builds_the_srbs_with_the_reduction_given(capsys, channels, reduction, blocks):
+    main(["--channels", str(channels), "--reduction", str(reduction), "--size", "8", "--format", "csv",
+          "--blocks", *blocks])
+    records = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["Block"] for r in records] == blocks
+    for r in records:
+        block = build_block(r["Block"], 2, channels, 8, reduction=reduction)
+        assert int(r["Params"]) == count_complexity(block, (1, channels, 8, 8)).params
+        if r["Block"].startswith("srb_"):  # K = C / reduction bottleneck channels (Re and Im of each for the FFT)
+            assert block.phi.conv_reduce.out_channels == channels * block.f.channel_factor // reduction
