@@ -5,6 +5,7 @@ The ``monai-srb`` command: export a trained bundle, count the blocks' parameters
     monai-srb export --bundle_root "$B" --ckpt_file runs/models/model.pt
     monai-srb complexity --channels 256 --size 64
     monai-srb bundle-path srb_3d_segmentation          # one bundle's folder; without a name: every bundle
+    monai-srb --version
 
 ``export`` and ``complexity`` take the options of :func:`monai_srb.export.main` and
 :func:`monai_srb.complexity.main` (``monai-srb export --help``). The bundles are found by
@@ -16,6 +17,7 @@ by the build, see ``setup.py``); in a source checkout or an editable install the
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +69,14 @@ def bundle_path(name: str) -> Path:
     )
 
 
+def _version() -> str:
+    """The installed distribution's version (``pip show monai_srb``), or why there is none."""
+    try:
+        return importlib.metadata.version("monai_srb")
+    except importlib.metadata.PackageNotFoundError:  # imported from a checkout that was never pip-installed
+        return "unknown (monai_srb is not installed: pip install -e .)"
+
+
 def _bundle_path_command(name: str | None) -> None:
     if name is not None:
         print(bundle_path(name))
@@ -77,7 +87,8 @@ def _bundle_path_command(name: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """
-    Run ``monai-srb <command> [options]``: ``export``, ``complexity`` or ``bundle-path [name]``.
+    Run ``monai-srb <command> [options]``: ``export``, ``complexity`` or ``bundle-path [name]``; ``monai-srb
+    --version`` prints the installed version.
 
     Args:
         argv: the arguments after the program name; ``None``: ``sys.argv[1:]``.
@@ -85,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="monai-srb", description="Spectral Residual Blocks for MONAI: bundle tools."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{export,complexity,bundle-path}")
     # export and complexity parse their own options (and --help): everything after the command goes to them
     commands.add_parser(

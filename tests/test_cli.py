@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import sys
 from pathlib import Path
@@ -70,6 +71,14 @@ def test_each_command_takes_its_own_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"usage: monai-srb {command}")
+
+
+def test_version_prints_the_installed_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    version = importlib.metadata.version("monai_srb")
+    assert exit_.value.code == 0 and capsys.readouterr().out == f"monai-srb {version}\n"
+    assert version == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
 def test_no_command_is_an_error(capsys):
