@@ -4,16 +4,24 @@ path runs, each with a task only long-range context solves: ChestX-ray14 (findin
 sides of the midline), ISIC skin lesions (a faint lesion told by its distant border) and a Medical
 Segmentation Decathlon task (bright spheres that are lesions only inside a faint organ).
 
-Item ``i`` of every set depends only on ``(seed, i)``: a set with more items starts with the same ones, and
-writing the same set again (as every run, or every DDP rank, does) gives the same files.
+Item ``i`` of every set depends only on ``(seed, i)``: a set with more items starts with the same ones.
+
+Each set is written with a manifest, ``synthetic_manifest.json``: the generator's arguments and the size of every
+file it wrote. A call finding a manifest with its own arguments and every file in place writes nothing (every run of
+a bundle calls its generator); any other call first removes the set's files (the manifest first, so that a build
+killed half-way is rebuilt), so that no image of a set with other arguments survives beside the new ones, where a
+loader reading the whole folder would train on it. One process writes a set at a time: under DDP the main process
+(:func:`monai_srb.bundle_helpers.resolve_data_root`).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -22,10 +30,24 @@ from PIL import Image
 
 from monai_srb.data.chestxray14 import CHESTXRAY14_CLASSES, CHESTXRAY14_HEADER, NO_FINDING
 
-__all__ = ["SYNTHETIC_LABELS", "make_synthetic_decathlon", "make_synthetic_skin_lesions", "write_synthetic_chestxray14"]
+__all__ = [
+    "SYNTHETIC_LABELS",
+    "SYNTHETIC_MANIFEST",
+    "make_synthetic_decathlon",
+    "make_synthetic_skin_lesions",
+    "write_synthetic_chestxray14",
+]
+
+logger = logging.getLogger(__name__)
 
 # Class names of the synthetic Decathlon set, in the dataset.json ``labels`` layout.
 SYNTHETIC_LABELS = {"0": "background", "1": "organ", "2": "lesion"}
+# The file beside each set naming the arguments it was written with (not a dot file: the tests check that no
+# temporary ``.<pid>.<name>`` file is left behind).
+SYNTHETIC_MANIFEST = "synthetic_manifest.json"
+# Part of every manifest: raised whenever a generator writes other files for the same arguments, so that the sets
+# an older version wrote are rebuilt.
+_FORMAT_VERSION = 1
 
 
 def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
@@ -34,6 +56,69 @@ def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     tmp = path.with_name(f".{os.getpid()}.{path.name}")
     write(tmp)
     os.replace(tmp, path)
+
+
+def _plain(params: Mapping[str, object]) -> dict[str, object]:
+    # As the manifest reads back (tuples become lists, NumPy scalars numbers), so that a set's arguments compare
+    # equal to its manifest's.
+    return json.loads(json.dumps(dict(params), default=lambda v: v.item() if isinstance(v, np.generic) else str(v)))
+
+
+def _file_sizes(root: Path, files: Sequence[str]) -> dict[str, int]:
+    return {name: (root / name).stat().st_size for name in files}
+
+
+def _is_current(root: Path, params: Mapping[str, object]) -> bool:
+    """Whether ``root`` holds a set written with ``params``: its manifest says so, every file it lists has its size."""
+    try:
+        manifest = json.loads((root / SYNTHETIC_MANIFEST).read_text())
+        files = manifest["files"]
+        return manifest["params"] == params and bool(files) and _file_sizes(root, list(files)) == files
+    except (OSError, ValueError, KeyError, TypeError):  # no manifest, an unreadable one, a listed file gone
+        return False
+
+
+def _synthetic_set(
+    root: Path,
+    params: Mapping[str, object],
+    owned: Sequence[tuple[str, str]],
+    write: Callable[[], Sequence[str]],
+) -> str:
+    """
+    Write a synthetic set unless ``root`` already holds it; returns ``root`` as a str.
+
+    Args:
+        root: the set's folder.
+        params: the generator's arguments, with its ``kind`` and ``format_version``; stored in the manifest.
+        owned: ``(subfolder, regular expression)`` of the files the generator writes, removed before a rebuild
+            with the temporary files of an interrupted write (``.<pid>.<name>``); other files are left alone.
+        write: writes the set, returning the paths it wrote relative to ``root``.
+    """
+    params = _plain(params)
+    manifest = root / SYNTHETIC_MANIFEST
+    if _is_current(root, params):
+        logger.info("synthetic set %s is up to date (%s): not rewritten", root, params)
+        return str(root)
+    try:
+        old = json.loads(manifest.read_text())["params"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old = None
+    manifest.unlink(missing_ok=True)
+    removed = 0
+    for folder, pattern in owned:
+        name = re.compile(rf"(\.\d+\.)?(?:{pattern})")
+        if (root / folder).is_dir():
+            for entry in (root / folder).iterdir():
+                if entry.is_file() and name.fullmatch(entry.name):
+                    entry.unlink()
+                    removed += 1
+    if removed:
+        logger.info("synthetic set %s: removed %d files of an earlier set (%s) before writing %s", root, removed,
+                    old or "no manifest, or files missing", params)
+    files = list(write())
+    content = json.dumps({"params": params, "files": _file_sizes(root, files)}, indent=4, sort_keys=True)
+    _write_atomic(manifest, lambda tmp: tmp.write_text(content + "\n"))
+    return str(root)
 
 
 def _cue_codes(num_classes: int) -> np.ndarray:
@@ -71,8 +156,8 @@ def write_synthetic_chestxray14(
     one. Image ``i`` is the same for a given ``seed`` whatever ``num_samples`` is.
 
     Args:
-        output_dir: the folder to write (created; an existing table and images of the same names are
-            overwritten).
+        output_dir: the folder to write (created). A set written there with other arguments is replaced: its
+            table, boxes and images are removed first.
         num_samples: number of images.
         image_size: side of the square images, a multiple of 8 of at least 32 (a grid cell is
             ``image_size // 8`` pixels, a cue pattern bit ``max(1, image_size // 40)``).
@@ -90,7 +175,22 @@ def write_synthetic_chestxray14(
         raise ValueError(f"num_samples must be at least 2 (one training and one validation image), got {num_samples}.")
     if image_size < 32 or image_size % 8:
         raise ValueError(f"image_size must be a multiple of 8 of at least 32, got {image_size}.")
+    params = {
+        "kind": "chestxray14", "format_version": _FORMAT_VERSION, "num_samples": num_samples,
+        "image_size": image_size, "seed": seed, "positive_rate": positive_rate, "decoy_rate": decoy_rate,
+    }
+    owned = [("images", r"\d{8}_\d{3}\.png"), (".", r"Data_Entry_2017\.csv|BBox_List_2017\.csv")]
     root = Path(output_dir)
+    return _synthetic_set(
+        root, params, owned,
+        lambda: _write_chestxray14(root, num_samples, image_size, seed, positive_rate, decoy_rate),
+    )
+
+
+def _write_chestxray14(
+    root: Path, num_samples: int, image_size: int, seed: int, positive_rate: float, decoy_rate: float
+) -> list[str]:
+    """The files of :func:`write_synthetic_chestxray14`, written into ``root``; returns their paths in ``root``."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     codes = _cue_codes(len(CHESTXRAY14_CLASSES))
     cell = image_size // 8
@@ -101,6 +201,7 @@ def write_synthetic_chestxray14(
     background = 40.0 + 90.0 * body - 45.0 * lungs
 
     out, boxes = io.StringIO(), io.StringIO()
+    files = ["Data_Entry_2017.csv", "BBox_List_2017.csv"]
     out.write(CHESTXRAY14_HEADER + "\n")
     boxes.write("Image Index,Finding Label,Bbox [x,y,w,h],,,\n")
     patient, follow_up = 1, 0
@@ -135,13 +236,14 @@ def write_synthetic_chestxray14(
                     boxes.write(f"{name},{CHESTXRAY14_CLASSES[c]},{x0},{y0},{4 * bit},{4 * bit}\n")
         image += rng.normal(0.0, 8.0, (image_size, image_size))
         Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(root / "images" / name)
+        files.append(f"images/{name}")
         labels = "|".join(findings) or NO_FINDING
         age, gender = 20 + (patient * 7) % 60, "MF"[patient % 2]
         out.write(f"{name},{labels},{follow_up},{patient},{age},{gender},PA,{image_size},{image_size},0.143,0.143\n")
         follow_up += 1
     (root / "Data_Entry_2017.csv").write_text(out.getvalue())
     (root / "BBox_List_2017.csv").write_text(boxes.getvalue())
-    return str(root)
+    return files
 
 
 def _border_distance(
@@ -221,11 +323,11 @@ def make_synthetic_skin_lesions(
     open arc drawn like such a border, which encloses nothing. The other images hold a small dark lesion
     that a local filter finds.
 
-    Image ``i`` depends only on ``(seed, i)``: a data set with more images starts with the same ones,
-    and writing the same data set again (as every run, or every DDP rank, does) gives the same files.
+    Image ``i`` depends only on ``(seed, i)``: a data set with more images starts with the same ones.
 
     Args:
-        root: output folder (created).
+        root: output folder (created). A set written there with other arguments is replaced: its images and
+            masks are removed first, so that a loader reading the whole folder finds this set only.
         num_samples: number of image / mask pairs.
         image_size: ``(height, width)`` of the images, or one int for square images; at least 16.
         seed: seed of the data set.
@@ -239,16 +341,28 @@ def make_synthetic_skin_lesions(
     height, width = (image_size, image_size) if isinstance(image_size, int) else (int(s) for s in image_size)
     if num_samples < 1 or min(height, width) < 16:
         raise ValueError(f"need num_samples >= 1 and image sides >= 16, got {num_samples} and {image_size}.")
+    params = {
+        "kind": "skin_lesions", "format_version": _FORMAT_VERSION, "num_samples": num_samples,
+        "image_size": [height, width], "seed": seed,
+    }
+    owned = [("images", r"synthetic_\d{4,}\.jpg"), ("masks", r"synthetic_\d{4,}_segmentation\.png")]
     root = Path(root)
+    return _synthetic_set(root, params, owned, lambda: _write_skin_lesions(root, num_samples, height, width, seed))
+
+
+def _write_skin_lesions(root: Path, num_samples: int, height: int, width: int, seed: int) -> list[str]:
+    """The files of :func:`make_synthetic_skin_lesions`, written into ``root``; returns their paths in ``root``."""
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
+    files = []
     for i in range(num_samples):
         image, mask = _synthetic_case(np.random.default_rng([seed, i]), height, width)
         name = f"synthetic_{i:04d}"
-        image_file, mask_file = root / "images" / f"{name}.jpg", root / "masks" / f"{name}_segmentation.png"
-        _write_atomic(image_file, lambda tmp: Image.fromarray(image, "RGB").save(tmp, format="JPEG", quality=95))
-        _write_atomic(mask_file, lambda tmp: Image.fromarray(mask, "L").save(tmp, format="PNG"))
-    return str(root)
+        image_file, mask_file = f"images/{name}.jpg", f"masks/{name}_segmentation.png"
+        _write_atomic(root / image_file, lambda tmp: Image.fromarray(image, "RGB").save(tmp, format="JPEG", quality=95))
+        _write_atomic(root / mask_file, lambda tmp: Image.fromarray(mask, "L").save(tmp, format="PNG"))
+        files += [image_file, mask_file]
+    return files
 
 
 def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
@@ -315,11 +429,11 @@ def make_synthetic_decathlon(
     and 2 ``lesion``, bright spheres inside the organ. Equally bright spheres outside the organ are
     background, so a sphere's class is decided by faint context many voxels away from it.
 
-    Volume ``i`` depends only on ``(seed, i)``: a data set with more volumes starts with the same ones,
-    and writing the same data set again (as every run, or every DDP rank, does) gives the same files.
+    Volume ``i`` depends only on ``(seed, i)``: a data set with more volumes starts with the same ones.
 
     Args:
-        root: output folder (created).
+        root: output folder (created). A set written there with other arguments is replaced: its volumes and
+            ``dataset.json`` are removed first.
         num_train: labelled volumes (the ``training`` list).
         num_test: unlabelled volumes (the ``test`` list).
         size: largest side in voxels.
@@ -333,7 +447,18 @@ def make_synthetic_decathlon(
     """
     if num_train < 1 or num_test < 0 or size < 16:
         raise ValueError(f"need num_train >= 1, num_test >= 0 and size >= 16, got {num_train}, {num_test}, {size}.")
+    params = {
+        "kind": "decathlon", "format_version": _FORMAT_VERSION, "num_train": num_train, "num_test": num_test,
+        "size": size, "seed": seed,
+    }
+    volume = r"synthetic_\d{3,}\.nii\.gz"
+    owned = [("imagesTr", volume), ("labelsTr", volume), ("imagesTs", volume), (".", r"dataset\.json")]
     root = Path(root)
+    return _synthetic_set(root, params, owned, lambda: _write_decathlon(root, num_train, num_test, size, seed))
+
+
+def _write_decathlon(root: Path, num_train: int, num_test: int, size: int, seed: int) -> list[str]:
+    """The files of :func:`make_synthetic_decathlon`, written into ``root``; returns their paths in ``root``."""
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     training, test = [], []
@@ -363,4 +488,5 @@ def make_synthetic_decathlon(
         "test": test,
     }
     _write_atomic(root / "dataset.json", lambda tmp: tmp.write_text(json.dumps(properties, indent=4)))
-    return str(root)
+    volumes = [path[2:] for item in training for path in (item["image"], item["label"])] + [p[2:] for p in test]
+    return ["dataset.json", *volumes]

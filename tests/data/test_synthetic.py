@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from monai_srb.data import chestxray14_datalists, load_skin_lesion_data, read_ch
 from monai_srb.data.chestxray14 import CHESTXRAY14_CLASSES
 from monai_srb.data.synthetic import (
     SYNTHETIC_LABELS,
+    SYNTHETIC_MANIFEST,
     _cue_codes,
     make_synthetic_decathlon,
     make_synthetic_skin_lesions,
@@ -131,3 +133,88 @@ def test_decathlon_lesion_class_needs_context(tmp_path):
     assert abs(outside.mean() - lesion.mean()) < 5.0
     # ... and the organ they sit in is faint: well within one noise standard deviation of the background.
     assert 0.3 * np.mean(noise) < np.mean(organ_shift) < np.mean(noise)
+
+
+# (generator, arguments of a set, arguments of other sets written over it into the same folder)
+GENERATORS = [
+    (make_synthetic_skin_lesions, {"num_samples": 4, "image_size": (16, 24), "seed": 0},
+     [{"num_samples": 1}, {"num_samples": 6}, {"image_size": (24, 16)}, {"seed": 1}]),
+    (write_synthetic_chestxray14, {"num_samples": 4, "image_size": 32, "seed": 0},
+     [{"num_samples": 2}, {"num_samples": 5}, {"image_size": 40}, {"seed": 1}, {"positive_rate": 0.5}]),
+    (make_synthetic_decathlon, {"num_train": 3, "num_test": 1, "size": 16, "seed": 0},
+     [{"num_train": 1}, {"num_test": 0}, {"num_train": 4, "num_test": 2}, {"size": 18}, {"seed": 1}]),
+]
+REWRITES = [(g, a, {**a, **b}) for g, a, bs in GENERATORS for b in bs]
+FIRSTS = [(g, a) for g, a, _ in GENERATORS]
+
+
+def _contents(root: Path) -> dict[str, bytes]:
+    """Every file of a set by its path: bytes, decompressed for .gz (whose header holds the time it was written)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root)): gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            for p in files}
+
+
+def _write(generator, folder: Path, arguments: dict) -> Path:
+    return Path(generator(folder, **arguments))
+
+
+@pytest.mark.parametrize("with_manifest", [True, False], ids=["manifest", "set-of-an-older-version"])
+@pytest.mark.parametrize(
+    "generator,first,second", REWRITES, ids=[f"{g.__name__}-{b}" for g, _, b in REWRITES]
+)
+def test_a_set_with_other_arguments_replaces_the_one_in_the_folder(generator, first, second, with_manifest, tmp_path):
+    root = _write(generator, tmp_path / "set", first)
+    if not with_manifest:  # what the generators wrote before they kept a manifest
+        (root / SYNTHETIC_MANIFEST).unlink()
+    (root / "notes.txt").write_text("not the generator's")
+    _write(generator, root, second)
+    fresh = _contents(_write(generator, tmp_path / "fresh", second))
+    # the same files as a set written with the new arguments into an empty folder: no image of the old set is left
+    assert _contents(root) == {**fresh, "notes.txt": b"not the generator's"}
+    assert json.loads((root / SYNTHETIC_MANIFEST).read_text())["params"]["seed"] == second["seed"]
+
+
+@pytest.mark.parametrize("generator,arguments", FIRSTS, ids=[g.__name__ for g, _ in FIRSTS])
+def test_the_same_arguments_again_write_nothing(generator, arguments, tmp_path):
+    root = _write(generator, tmp_path, arguments)
+    before = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    assert str(root) == generator(root, **arguments)
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == before
+
+
+def _delete_first_image(root: Path) -> None:
+    files = json.loads((root / SYNTHETIC_MANIFEST).read_text())["files"]
+    (root / sorted(f for f in files if "/" in f)[0]).unlink()
+
+
+def _truncate_last_file(root: Path) -> None:
+    files = json.loads((root / SYNTHETIC_MANIFEST).read_text())["files"]
+    (root / sorted(files)[-1]).write_bytes(b"")
+
+
+def _garble_manifest(root: Path) -> None:
+    (root / SYNTHETIC_MANIFEST).write_text("{not json")
+
+
+def _drop_manifest(root: Path) -> None:
+    (root / SYNTHETIC_MANIFEST).unlink()
+
+
+def _leave_temporary_file(root: Path) -> None:
+    # a write killed between writing a temporary file and renaming it, with the manifest of the set it replaced
+    image = sorted(p for p in root.rglob("*") if p.parent != root)[0]
+    (image.parent / f".12345.{image.name}").write_bytes(b"half")
+    _drop_manifest(root)
+
+
+DAMAGES = [_delete_first_image, _truncate_last_file, _garble_manifest, _drop_manifest, _leave_temporary_file]
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=[d.__name__.strip("_") for d in DAMAGES])
+@pytest.mark.parametrize("generator,arguments", FIRSTS, ids=[g.__name__ for g, _ in FIRSTS])
+def test_an_incomplete_set_is_rebuilt(generator, arguments, damage, tmp_path):
+    root = _write(generator, tmp_path / "set", arguments)
+    damage(root)
+    _write(generator, root, arguments)
+    assert _contents(root) == _contents(_write(generator, tmp_path / "fresh", arguments))
