@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from monai_srb.data.image_checks import (
     image_channels,
     image_size,
     list_images,
+    mask_size,
 )
 
 __all__ = [
@@ -41,10 +43,10 @@ LAYOUTS = ("auto", "folder", "isic", "ph2")
 
 def _checked_pair(image: Path, mask: Path) -> dict[str, str]:
     size = image_size(image, "image")
-    mask_size = image_size(mask, f"mask of image {image.name}:")
-    if mask_size != size:
+    found = mask_size(mask, image)
+    if found != size:
         raise ValueError(
-            f"mask {mask} is {mask_size[0]}x{mask_size[1]} (width x height), expected the size "
+            f"mask {mask} is {found[0]}x{found[1]} (width x height), expected the size "
             f"{size[0]}x{size[1]} of its image {image}."
         )
     return {"image": str(image), "label": str(mask)}
@@ -67,7 +69,25 @@ def _folder_pairs(root: Path, mask_pattern: str) -> list[tuple[Path, Path]]:
             f"no mask in {masks_dir} matches mask_pattern {mask_pattern!r} (image {images[0].name} needs "
             f"{pairs[0][1].name}); the folder holds {found or 'nothing'}."
         )
+    orphans = _masks_without_images(masks_dir, mask_pattern, {mask for _, mask in pairs})
+    if orphans:
+        # A mask whose image is gone is an image lost from the data set (or one of another suffix): refused, as
+        # a missing mask is, rather than trained without.
+        raise ValueError(
+            f"{len(orphans)} mask(s) in {masks_dir} have no image in {images_dir} (first: {orphans[:3]}); each "
+            f"mask {mask_pattern!r} needs its image <id>{'/'.join(IMAGE_SUFFIXES)}: restore the image or remove "
+            "the mask."
+        )
     return pairs
+
+
+def _masks_without_images(masks_dir: Path, mask_pattern: str, expected: set[Path]) -> list[str]:
+    """The files of ``masks_dir`` that ``mask_pattern`` matches but no image of ``expected`` names."""
+    parts = string.Formatter().parse(mask_pattern)
+    pattern = re.compile("".join(re.escape(text) + (".+" if field is not None else "") for text, field, _, _ in parts))
+    files = (p for p in masks_dir.rglob("*") if p.is_file())
+    return sorted(p.relative_to(masks_dir).as_posix() for p in files
+                  if pattern.fullmatch(p.relative_to(masks_dir).as_posix()) and p not in expected)
 
 
 def _ph2_pairs(root: Path) -> list[tuple[Path, Path]]:
@@ -104,6 +124,13 @@ def _pairs(dataset_dir: str | os.PathLike, layout: str, mask_pattern: str) -> li
     if not root.is_dir():
         raise ValueError(f"dataset_dir {root} is not a folder.")
     if layout == "auto":
+        is_ph2 = any((p / f"{p.name}_Dermoscopic_Image").is_dir() for p in root.iterdir() if p.is_dir())
+        if not (root / "images").is_dir() and not is_ph2:
+            found = sorted(p.name for p in root.iterdir())[:5]
+            raise ValueError(
+                f"dataset_dir {root} holds neither an images/ + masks/ folder pair nor PH2 case folders "
+                f"(<case>/<case>_Dermoscopic_Image); it holds {found or 'nothing'}."
+            )
         layout = "folder" if (root / "images").is_dir() else "ph2"
     return _ph2_pairs(root) if layout == "ph2" else _folder_pairs(root, mask_pattern)
 
@@ -128,9 +155,12 @@ def load_skin_lesion_data(
     - ``"auto"``: ``"folder"`` when ``dataset_dir/images`` exists, else ``"ph2"``.
 
     Checks: the folder exists and holds at least one image; ``mask_pattern`` matches at least one mask;
-    every image has its mask; image and mask decode completely (a truncated file fails) and have the same
-    width and height; every image has the channel count of :func:`image_channels` (``in_channels``, or the
-    first image's).
+    every image has its mask and every mask (a file of ``masks/`` that ``mask_pattern`` matches) its image;
+    image and mask decode completely (a truncated file fails) and have the same width and height; every
+    image has 8 bits per channel and no transparent pixel (:func:`~monai_srb.data.image_checks.image_size`);
+    every mask is binary, 0 / 255 or 0 / 1 (:func:`~monai_srb.data.image_checks.mask_size`: 0 / 128 / 255
+    is refused); every image has the channel count of :func:`image_channels` (``in_channels``, or the first
+    image's: a folder mixing grayscale and colour images is refused).
 
     Args:
         dataset_dir: the data set folder.

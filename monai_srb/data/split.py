@@ -85,7 +85,7 @@ def split_datalist(
     _check_val_fraction(val_fraction)
     if len(datalist) < 2:
         raise ValueError(
-            f"need at least 2 labelled volumes to split into training and validation, got {len(datalist)}."
+            f"need at least 2 items (images or volumes) to split into training and validation, got {len(datalist)}."
         )
     num_val = min(max(1, round(len(datalist) * val_fraction)), len(datalist) - 1)
     # monai.data.partition_dataset can leave the validation side empty for small lists, hence our own rounding.

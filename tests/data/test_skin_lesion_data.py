@@ -15,6 +15,7 @@ from monai_srb.data import (
     load_head_circumferences,
     load_skin_lesion_data,
     load_skin_lesion_images,
+    split_datalist,
 )
 
 
@@ -140,7 +141,8 @@ def test_bad_data_names_the_file(tmp_path, name, corrupt, message):
     "make,layout,message",
     [
         (lambda p: p / "missing", "auto", r"missing is not a folder"),
-        (lambda p: p, "auto", r"holds no <case>/<case>_Dermoscopic_Image folders"),
+        (lambda p: p, "auto", r"holds neither an images/ \+ masks/ folder pair nor PH2 case folders"),
+        (lambda p: p, "ph2", r"holds no <case>/<case>_Dermoscopic_Image folders"),
         (lambda p: _isic(p), "dicom", r"Unsupported option 'dicom', Available options are .*'ph2'"),
     ],
 )
@@ -192,7 +194,10 @@ def _folder(root: Path, mode: str, ids: tuple[str, ...] = ("002_HC", "000_HC"), 
     for i in ids:
         (root / "images").mkdir(parents=True, exist_ok=True)
         shape = (30, 40) if mode == "L" else (30, 40, len(mode))
-        Image.fromarray(np.full(shape, 90, np.uint8), mode).save(root / "images" / f"{i}.png")
+        pixels = np.full(shape, 90, np.uint8)
+        if mode.endswith("A"):
+            pixels[..., -1] = 255  # opaque: a transparent pixel is refused
+        Image.fromarray(pixels, mode).save(root / "images" / f"{i}.png")
         _mask(root / "masks" / pattern.format(id=i))
     return root
 
@@ -318,3 +323,104 @@ def test_head_circumferences_from_labels_csv(tmp_path):
         csv_file.write_text(text)
         with pytest.raises(ValueError, match=message):
             load_head_circumferences(root, datalist)
+
+
+def _png(path: Path, pixels: np.ndarray, mode: str | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, mode).save(path)
+
+
+def _values_mask(*values: int, dtype: type = np.uint8) -> np.ndarray:
+    """A 30 x 40 mask holding each of ``values`` in a band of its own."""
+    mask = np.zeros((30, 40), dtype)
+    for k, v in enumerate(values):
+        mask[5 * k : 5 * k + 5] = v
+    return mask
+
+
+def _rgba(alpha: int) -> np.ndarray:
+    pixels = np.random.default_rng(0).integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    pixels[:5, :5, 3] = alpha
+    return pixels
+
+
+IMAGE_1 = "image {root}/images/001.png"
+MASK_1 = "mask {root}/masks/001_segmentation.png of image {root}/images/001.png holds the values "
+BINARY = ", expected a binary mask of 0 and 255, or of 0 and 1."
+# (case, how to change a folder of three RGB PNGs 000..002 with 0/255 masks, None when it loads, else the message)
+HOSTILE_2D = [
+    ("RGBA, opaque", lambda r: _png(r / "images" / "001.png", _rgba(255)), None),
+    ("RGBA, transparent pixels", lambda r: _png(r / "images" / "001.png", _rgba(0)),
+     IMAGE_1 + " has transparent pixels (alpha down to 0), and the alpha channel is dropped when it is read: "
+     "flatten it onto a background (or make it opaque) first."),
+    ("16-bit image", lambda r: _png(r / "images" / "001.png", np.full((30, 40), 4000, np.uint16)),
+     IMAGE_1 + " has more than 8 bits per pixel (PIL mode 'I;16'); it is read as 8-bit, which clips every value "
+     "above 255 to 255: save it with 8 bits per channel (scaled to 0..255)."),
+    ("16-bit mask of 0 and 65535", lambda r: _png(r / "masks" / "001_segmentation.png",
+                                                  _values_mask(0, 65535, dtype=np.uint16)), None),
+    ("masks of 0 and 1",
+     lambda r: [_png(r / "masks" / f"00{i}_segmentation.png", _values_mask(0, 1)) for i in range(3)], None),
+    ("an empty mask", lambda r: _png(r / "masks" / "001_segmentation.png", _values_mask(0)), None),
+    ("mask of 0, 128 and 255", lambda r: _png(r / "masks" / "001_segmentation.png", _values_mask(0, 128, 255)),
+     MASK_1 + "[0, 128, 255] (PIL mode 'L', read as 8-bit grayscale)" + BINARY),
+    ("mask of 0, 1 and 255", lambda r: _png(r / "masks" / "001_segmentation.png", _values_mask(0, 1, 255)),
+     MASK_1 + "[0, 1, 255] (PIL mode 'L', read as 8-bit grayscale)" + BINARY),
+    ("mask of every grey level (as a JPEG's)",
+     lambda r: _png(r / "masks" / "001_segmentation.png", np.arange(1200, dtype=np.uint8).reshape(30, 40)),
+     MASK_1 + "[0, 1, 2, 3, 4, 5, 6, 7] ... (256 values)"),
+    ("red mask", lambda r: _png(r / "masks" / "001_segmentation.png", np.stack(
+        [_values_mask(0, 255), _values_mask(0), _values_mask(0)], -1)), MASK_1 + "[0, 76] (PIL mode 'RGB', read as"),
+    ("grayscale and RGB images", lambda r: _png(r / "images" / "001.png", np.full((30, 40), 90, np.uint8)),
+     IMAGE_1 + " has 1 channel(s) (grayscale), expected 3 as the first image {root}/images/000.png has."),
+    ("an image without its mask", lambda r: (r / "masks" / "001_segmentation.png").unlink(),
+     "mask of image 001.png: {root}/masks/001_segmentation.png does not exist."),
+    ("a mask without its image", lambda r: (r / "images" / "001.png").unlink(),
+     "1 mask(s) in {root}/masks have no image in {root}/images (first: ['001_segmentation.png']); each mask "
+     "'{{id}}_segmentation.png' needs its image <id>.jpg/.jpeg/.png/.bmp: restore the image or remove the mask."),
+    ("an image of another suffix", lambda r: (r / "images" / "001.png").rename(r / "images" / "001.tif"),
+     "1 mask(s) in {root}/masks have no image in {root}/images (first: ['001_segmentation.png'])"),
+    ("a file the mask pattern skips", lambda r: (r / "masks" / "README.txt").write_text("masks by hand"), None),
+    ("empty images/ and masks/", lambda r: [p.unlink() for p in sorted(r.rglob("*.png"))],
+     "images/ + masks/ layout: image folder {root}/images holds no .jpg/.jpeg/.png/.bmp images."),
+    ("an empty dataset folder", lambda r: [[p.unlink() for p in sorted(r.rglob("*.png"))], (r / "images").rmdir(),
+                                           (r / "masks").rmdir()],
+     "dataset_dir {root} holds neither an images/ + masks/ folder pair nor PH2 case folders "
+     "(<case>/<case>_Dermoscopic_Image); it holds nothing."),
+]
+
+
+@pytest.mark.parametrize("case,change,message", HOSTILE_2D, ids=[c[0] for c in HOSTILE_2D])
+def test_hostile_2d_data_is_refused_naming_the_file_and_values(tmp_path, case, change, message):
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        _png(root / "images" / f"00{i}.png", rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))
+        _png(root / "masks" / f"00{i}_segmentation.png", _values_mask(0, 255))
+    change(root)
+    if message is None:
+        assert len(load_skin_lesion_data(root)) == 3
+        return
+    with pytest.raises(ValueError) as info:
+        load_skin_lesion_data(root)
+    assert message.format(root=root.resolve()) in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "fold, message",
+    [(None, "need at least 2 items (images or volumes) to split into training and validation, got 1."),
+     (0, "need at least num_folds=5 items for a 5-fold split, got 1.")],
+)
+def test_a_one_image_folder_loads_but_cannot_be_split(tmp_path, fold, message):
+    datalist = load_skin_lesion_data(_isic(tmp_path, ids=("ISIC_0000000",)))
+    assert len(datalist) == 1  # enough to evaluate or predict
+    with pytest.raises(ValueError) as info:
+        split_datalist(datalist, 0.2) if fold is None else kfold_split(datalist, fold, 5)
+    assert str(info.value) == message
+
+
+def test_images_for_inference_are_checked_as_training_images(tmp_path):
+    _png(tmp_path / "a.png", np.full((30, 40), 4000, np.uint16))
+    with pytest.raises(ValueError) as info:
+        load_skin_lesion_images(tmp_path)
+    assert f"image {tmp_path.resolve() / 'a.png'} has more than 8 bits per pixel (PIL mode 'I;16')" in str(info.value)
