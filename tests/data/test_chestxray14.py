@@ -278,3 +278,31 @@ def test_a_repeated_finding_and_extra_trailing_fields_are_read(tmp_path):
     names, labels, _ = read_chestxray14_csv(root / "Data_Entry_2017.csv")
     assert labels[names.index("00000009_000.png")].nonzero()[0].tolist() == [CHESTXRAY14_CLASSES.index("Mass")]
     assert labels[names.index("00000010_000.png")].nonzero()[0].tolist() == [CHESTXRAY14_CLASSES.index("Hernia")]
+
+
+def _transparent_rgba() -> np.ndarray:
+    pixels = np.full((16, 16, 4), 100, np.uint8)
+    pixels[:4, :4, 3] = 0
+    return pixels
+
+
+@pytest.mark.parametrize(
+    "pixels, check_images, message",
+    [
+        (np.full((16, 16), 4000, np.uint16), "header", "has more than 8 bits per pixel (PIL mode 'I;16'); it is read "
+         "as 8-bit, which clips every value above 255 to 255"),
+        (np.full((16, 16, 4), 255, np.uint8), "decode", None),  # opaque RGBA: its alpha channel is dropped
+        (_transparent_rgba(), "header", None),  # the pixels are not read
+        (_transparent_rgba(), "decode", "has transparent pixels (alpha down to 0), and the alpha channel is dropped"),
+    ],
+    ids=["16-bit", "opaque RGBA", "transparent RGBA, header only", "transparent RGBA, decoded"],
+)
+def test_images_are_checked_to_read_as_the_bundle_reads_them(tmp_path, pixels, check_images, message):
+    root = _chestxray_folder(tmp_path, _rows(8))
+    Image.fromarray(pixels).save(root / "images" / "00000002_000.png")
+    if message is None:
+        assert sum(map(len, chestxray14_datalists(root, check_images=check_images).values())) == 8
+        return
+    with pytest.raises(ValueError) as info:
+        chestxray14_datalists(root, check_images=check_images)
+    assert f"image {root.resolve() / 'images' / '00000002_000.png'} {message}" in str(info.value), str(info.value)
