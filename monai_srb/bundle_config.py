@@ -4,9 +4,17 @@ keeps two runs out of one ``output_dir``, and the network overrides stored besid
 
 ``python -m monai.bundle run`` hands command-line values over through python-fire, which passes
 ``--amp false`` as the string ``'false'`` (true by truthiness) and ``--image_size "[64, 64]"`` as a list.
-The configs therefore read every boolean id through :func:`as_bool` and check every size id with
-:func:`check_size` first thing in ``initialize``, so a bad override stops the run with its name before any
+The configs therefore read every boolean id through :func:`as_bool` and check every size, number, path and
+choice id (:func:`check_size`, :func:`check_number`, :func:`check_fold`, :func:`check_path`,
+:func:`check_choice`) first thing in ``initialize``, so a bad override stops the run with its name before any
 data is written or any network built.
+
+MONAI re-raises whatever a config item raises as a ``RuntimeError`` naming the item ("Failed to instantiate
+component 'monai_srb.bundle_config.check_size' ..."), so the last line of the traceback would name the check,
+not the override. The checks' errors are therefore marked, and the first one raised installs an exception hook
+(:func:`sys.excepthook`, the previous one kept for every other exception) that prints a marked error found in
+the chain of an uncaught exception by itself, with its own traceback: its message, naming the override, its
+value and what is expected, is the last line a user of ``python -m monai.bundle run`` sees.
 """
 
 from __future__ import annotations
@@ -14,12 +22,15 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import socket
+import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from numbers import Integral
-from typing import Any
+from numbers import Integral, Real
+from types import TracebackType
+from typing import Any, TypeVar
 
 __all__ = [
     "EVALUATE_SPLITS",
@@ -29,6 +40,9 @@ __all__ = [
     "as_bools",
     "check_choice",
     "check_evaluate_split",
+    "check_fold",
+    "check_number",
+    "check_path",
     "check_size",
     "evaluation_datalist",
     "load_network_config",
@@ -40,6 +54,43 @@ logger = logging.getLogger(__name__)
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 NETWORK_CONFIG_FILE = "network_config.json"
 EVALUATE_SPLITS = ("val", "test", "all")
+
+_Error = TypeVar("_Error", bound=BaseException)
+# the attribute marking an error for :func:`_excepthook`
+_SHOWN_LAST = "_monai_srb_shown_last"
+# the hook :func:`_excepthook` hands every other exception to: the one in place when it was installed
+_previous_excepthook = sys.excepthook
+
+
+def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+    """
+    :func:`sys.excepthook` while a check's error may be uncaught: an uncaught exception whose chain holds a marked
+    error (:func:`_shown_last`) is printed as that error alone, with its own traceback (from the MONAI frame that
+    caught it to the ``raise``); any other exception as the previous hook would.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if getattr(cause, _SHOWN_LAST, False):
+            kind, error, tb = type(cause), cause, cause.__traceback__
+            break
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    _previous_excepthook(kind, error, tb)
+
+
+def _shown_last(error: _Error) -> _Error:
+    """
+    Mark ``error`` as the one to print when it ends the program, even wrapped by MONAI (see the module's docstring),
+    and install :func:`_excepthook`, once, keeping the hook in place as the one for other exceptions. Returns
+    ``error``.
+    """
+    global _previous_excepthook
+    setattr(error, _SHOWN_LAST, True)
+    if sys.excepthook is not _excepthook:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _excepthook
+    return error
 
 
 def as_bool(value: Any, name: str) -> bool:
@@ -60,10 +111,10 @@ def as_bool(value: Any, name: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(
+    raise _shown_last(ValueError(
         f"override {name!r} must be a boolean (true/false, 1/0, yes/no in any case), "
         f"got {value!r} ({type(value).__name__})."
-    )
+    ))
 
 
 def as_bools(**values: Any) -> dict[str, bool]:
@@ -102,7 +153,7 @@ def check_size(
         and all(s >= minimum and s % multiple_of == 0 for s in sides)
     )
     if not fits:
-        raise ValueError(f"override {name!r} must be {expected}; got {value!r} ({type(value).__name__}).")
+        raise _shown_last(ValueError(f"override {name!r} must be {expected}; got {value!r} ({type(value).__name__})."))
     return tuple(int(s) for s in sides) if several else int(value)
 
 
@@ -118,11 +169,102 @@ def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
     Raises:
         ValueError: for any other value, naming it and the choices.
     """
-    if value not in choices:
-        raise ValueError(
+    if not isinstance(value, str) or value not in choices:
+        raise _shown_last(ValueError(
             f"override {name!r} must be one of {', '.join(map(repr, choices))}; got {value!r} ({type(value).__name__})."
-        )
+        ))
     return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    integer: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    optional: bool = False,
+) -> int | float | None:
+    """
+    Check a numeric override and return it (an ``int`` when ``integer``, else a ``float``).
+
+    Args:
+        value: the id's value.
+        name: the id, named in the error.
+        integer: whether the value must be an integer (``2.0`` is refused: a count given as a float is a typo
+            more often than not).
+        minimum: the smallest value accepted.
+        maximum: the largest value accepted.
+        above: the value must be greater than this (e.g. 0 for a learning rate).
+        below: the value must be less than this (e.g. 1 for a fraction).
+        optional: whether ``None`` (``null`` in the config) is accepted, and returned.
+
+    Raises:
+        ValueError: for a string, a bool, a NaN or infinity, a float where an integer is expected, or a value out of
+            the bounds, naming the override, its value and what is expected
+            (``override 'batch_size' must be an integer >= 1; got 0 (int).``).
+    """
+    if optional and value is None:
+        return None
+    bounds = [(">=", minimum), ("<=", maximum), (">", above), ("<", below)]
+    expected = ("an integer" if integer else "a number") + "".join(
+        f"{' and' if i else ''} {op} {bound}" for i, (op, bound) in enumerate(b for b in bounds if b[1] is not None)
+    )
+    kind = Integral if integer else Real
+    fits = (
+        isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+        and (minimum is None or value >= minimum) and (maximum is None or value <= maximum)
+        and (above is None or value > above) and (below is None or value < below)
+    )
+    if not fits:
+        raise _shown_last(ValueError(
+            f"override {name!r} must be {expected}{', or null' if optional else ''}; "
+            f"got {value!r} ({type(value).__name__})."
+        ))
+    return int(value) if integer else float(value)
+
+
+def check_fold(fold: Any, num_folds: Any) -> int | None:
+    """
+    Check the ``fold`` and ``num_folds`` overrides of a cross-validation and return ``fold``.
+
+    Args:
+        fold: the validation fold, an integer in ``[0, num_folds)``, or ``None`` for a split by fraction.
+        num_folds: the number of folds, an integer >= 2.
+
+    Raises:
+        ValueError: for a bad ``num_folds``, or a ``fold`` that is not one of its folds, naming the value.
+    """
+    folds = check_number(num_folds, "num_folds", integer=True, minimum=2)
+    return check_number(fold, "fold", integer=True, minimum=0, maximum=folds - 1, optional=True)
+
+
+def check_path(value: Any, name: str, file_suffixes: Sequence[str] = (), optional: bool = True) -> str | None:
+    """
+    Check that an override names an existing folder (or a file with one of ``file_suffixes``) and return it.
+
+    Args:
+        value: the id's value.
+        name: the id, named in the error.
+        file_suffixes: the suffixes of the files accepted besides a folder, e.g. ``[".npz"]``; none: a folder only.
+        optional: whether ``None`` (``null``: e.g. the synthetic set for ``dataset_dir``) is accepted, and returned.
+
+    Raises:
+        ValueError: for a value that is not a path, or a path that does not exist or is another kind of file,
+            naming the override and the path.
+    """
+    if optional and value is None:
+        return None
+    expected = "an existing folder" + "".join(f" or {suffix} file" for suffix in file_suffixes)
+    expected += ", or null" if optional else ""
+    if not isinstance(value, (str, os.PathLike)):
+        raise _shown_last(ValueError(f"override {name!r} must be {expected}; got {value!r} ({type(value).__name__})."))
+    path = os.fspath(value)
+    if os.path.isdir(path) or (os.path.isfile(path) and path.endswith(tuple(file_suffixes))):
+        return path
+    found = "does not exist" if not os.path.exists(path) else "is another file" if file_suffixes else "is not a folder"
+    raise _shown_last(ValueError(f"override {name!r} must be {expected}; got {path!r}, which {found}."))
 
 
 def check_evaluate_split(value: Any) -> str:
@@ -195,11 +337,11 @@ class OutputDirLock:
                 pid, owner_host = self._owner()
                 if pid is not None and pid != me and (owner_host not in ("", host) or _pid_alive(pid)):
                     where = f" on host {owner_host}" if owner_host not in ("", host) else ""
-                    raise RuntimeError(
+                    raise _shown_last(RuntimeError(
                         f"output_dir {self.output_dir!r} is in use by another run (PID {pid}{where}; lock file "
                         f"{self.path}). Wait for it to end or pass another --output_dir; if no run is using "
                         "it, delete the lock file."
-                    ) from None
+                    )) from None
                 if pid != me:
                     # an empty lock is a run killed between creating and writing it (or one in that instant)
                     stale = f"PID {pid}, which is no longer running" if pid is not None else "no readable PID"

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import warnings
+from collections.abc import Callable
 
 import pytest
 
@@ -16,6 +17,9 @@ from monai_srb.bundle_config import (
     as_bools,
     check_choice,
     check_evaluate_split,
+    check_fold,
+    check_number,
+    check_path,
     check_size,
     evaluation_datalist,
     load_network_config,
@@ -223,3 +227,167 @@ def test_check_evaluate_split_names_the_value_and_the_choices(value):
     message = f"override 'evaluate_split' must be one of 'val', 'test', 'all'; got {value!r}"
     with pytest.raises(ValueError, match=re.escape(message)):
         check_evaluate_split(value)
+
+
+# (value, check_number keyword arguments, returned value)
+GOOD_NUMBERS = [
+    (1, {"integer": True, "minimum": 1}, 1),
+    (0, {"integer": True, "minimum": 0}, 0),
+    (1e-3, {"above": 0}, 0.001),
+    (2, {"above": 0}, 2.0),
+    (0.0, {"minimum": 0}, 0.0),
+    (0.2, {"above": 0, "below": 1}, 0.2),
+    (1.0, {"minimum": 0, "maximum": 1}, 1.0),
+    (None, {"integer": True, "minimum": 1, "optional": True}, None),
+]
+# (value, check_number keyword arguments, the end of the message: what is expected and the value)
+BAD_NUMBERS = [
+    (0, {"integer": True, "minimum": 1}, "an integer >= 1; got 0 (int)."),
+    (-1, {"integer": True, "minimum": 0}, "an integer >= 0; got -1 (int)."),
+    (2.0, {"integer": True, "minimum": 1}, "an integer >= 1; got 2.0 (float)."),
+    ("4", {"integer": True, "minimum": 1}, "an integer >= 1; got '4' (str)."),
+    (True, {"integer": True, "minimum": 1}, "an integer >= 1; got True (bool)."),
+    (None, {"integer": True, "minimum": 1}, "an integer >= 1; got None (NoneType)."),
+    (0, {"integer": True, "minimum": 1, "optional": True}, "an integer >= 1, or null; got 0 (int)."),
+    (0, {"above": 0}, "a number > 0; got 0 (int)."),
+    (-1e-3, {"above": 0}, "a number > 0; got -0.001 (float)."),
+    ("1e-3", {"above": 0}, "a number > 0; got '1e-3' (str)."),
+    (float("nan"), {"above": 0}, "a number > 0; got nan (float)."),
+    (float("inf"), {"above": 0}, "a number > 0; got inf (float)."),
+    (1, {"above": 0, "below": 1}, "a number > 0 and < 1; got 1 (int)."),
+    (0.0, {"above": 0, "below": 1}, "a number > 0 and < 1; got 0.0 (float)."),
+    (1.5, {"minimum": 0, "maximum": 1}, "a number >= 0 and <= 1; got 1.5 (float)."),
+]
+
+
+@pytest.mark.parametrize("value,kwargs,expected", GOOD_NUMBERS, ids=[f"{v!r}-{k}" for v, k, _ in GOOD_NUMBERS])
+def test_check_number_returns_valid_numbers(value, kwargs, expected):
+    result = check_number(value, "lr", **kwargs)
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize("value,kwargs,message", BAD_NUMBERS, ids=[f"{v!r}-{k}" for v, k, _ in BAD_NUMBERS])
+def test_check_number_names_the_override_the_value_and_what_is_expected(value, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(f"override 'batch_size' must be {message}")):
+        check_number(value, "batch_size", **kwargs)
+
+
+# (fold, num_folds, message; None: accepted)
+FOLDS = [
+    (None, 5, None),
+    (0, 5, None),
+    (4, 5, None),
+    (5, 5, "override 'fold' must be an integer >= 0 and <= 4, or null; got 5 (int)."),
+    (-1, 5, "override 'fold' must be an integer >= 0 and <= 4, or null; got -1 (int)."),
+    ("0", 5, "override 'fold' must be an integer >= 0 and <= 4, or null; got '0' (str)."),
+    (0, 1, "override 'num_folds' must be an integer >= 2; got 1 (int)."),
+    (None, "5", "override 'num_folds' must be an integer >= 2; got '5' (str)."),
+]
+
+
+@pytest.mark.parametrize("fold,num_folds,message", FOLDS, ids=[f"{f!r}-of-{n!r}" for f, n, _ in FOLDS])
+def test_check_fold_names_the_bad_fold_or_num_folds(fold, num_folds, message):
+    if message is None:
+        assert check_fold(fold, num_folds) == fold
+    else:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_fold(fold, num_folds)
+
+
+# (what the path is, check_path keyword arguments, message with {path} for the path; None: accepted)
+PATHS = [
+    ("folder", {}, None),
+    ("data.npz", {"file_suffixes": [".npz"]}, None),
+    ("missing", {}, "override 'dataset_dir' must be an existing folder, or null; got '{path}', which does not exist."),
+    ("data.npz", {}, "override 'dataset_dir' must be an existing folder, or null; got '{path}', which is not a"),
+    ("data.csv", {"file_suffixes": [".npz"]},
+     "override 'dataset_dir' must be an existing folder or .npz file, or null; got '{path}', which is another file."),
+    ("missing", {"optional": False}, "override 'dataset_dir' must be an existing folder; got '{path}', which does not"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,message", PATHS, ids=[f"{n}-{k}" for n, k, _ in PATHS])
+def test_check_path_names_the_override_and_the_path(name, kwargs, message, tmp_path):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "data.npz").write_bytes(b"")
+    (tmp_path / "data.csv").write_bytes(b"")
+    path = str(tmp_path / name)
+    if message is None:
+        assert check_path(path, "dataset_dir", **kwargs) == path
+    else:
+        with pytest.raises(ValueError, match=re.escape(message.format(path=path))):
+            check_path(path, "dataset_dir", **kwargs)
+
+
+def test_check_path_accepts_null_unless_required_and_refuses_a_non_path():
+    assert check_path(None, "dataset_dir") is None
+    with pytest.raises(ValueError, match=re.escape("override 'dataset_dir' must be an existing folder; got None")):
+        check_path(None, "dataset_dir", optional=False)
+    with pytest.raises(ValueError, match=re.escape("override 'input_dir' must be an existing folder, or null; got 3")):
+        check_path(3, "input_dir")
+
+
+def _printed(error: BaseException, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    """The non-empty lines ``sys.excepthook`` prints for ``error`` left uncaught."""
+    sys.excepthook(type(error), error, error.__traceback__)
+    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+
+
+def _wrapped(check: Callable[[], object]) -> RuntimeError:
+    """What MONAI's ``instantiate`` makes of a check's error: a RuntimeError naming the component, raised from it."""
+    try:
+        try:
+            check()
+        except Exception as e:
+            raise RuntimeError("Failed to instantiate component 'monai_srb.bundle_config.check_number'") from e
+    except RuntimeError as wrapped:
+        return wrapped
+    raise AssertionError("the check passed")
+
+
+# (a failing check, the last line printed when its error, wrapped by MONAI, ends the program)
+LAST_LINES = [
+    (lambda: check_number(0, "batch_size", integer=True, minimum=1),
+     "ValueError: override 'batch_size' must be an integer >= 1; got 0 (int)."),
+    (lambda: check_size(0, "image_size"), "ValueError: override 'image_size' must be a positive integer; got 0 (int)."),
+    (lambda: check_choice("Batch", "norm", ("instance", "batch")),
+     "ValueError: override 'norm' must be one of 'instance', 'batch'; got 'Batch' (str)."),
+    (lambda: as_bool("maybe", "amp"), "ValueError: override 'amp' must be a boolean"),
+    (lambda: check_fold(7, 5), "ValueError: override 'fold' must be an integer >= 0 and <= 4, or null; got 7 (int)."),
+    (lambda: check_path("/no/such/folder", "dataset_dir"), "ValueError: override 'dataset_dir' must be an existing"),
+]
+
+
+@pytest.mark.parametrize("check,last", LAST_LINES, ids=[last.split("'")[1] for _, last in LAST_LINES])
+def test_a_checks_error_is_the_last_line_printed_even_when_wrapped(check, last, capsys):
+    lines = _printed(_wrapped(check), capsys)
+    assert lines[-1].startswith(last), lines
+    assert not any("Failed to instantiate" in line for line in lines)  # MONAI's wrapper names the check, not the value
+    assert lines[0] == "Traceback (most recent call last):"
+
+
+def test_other_errors_are_printed_as_before(capsys):
+    check_number(1, "epochs", integer=True)  # the hook is installed by the first failing check; make sure it is
+    with pytest.raises(ValueError) as marked:
+        check_number(0, "epochs", integer=True, minimum=1)
+    assert sys.excepthook is not sys.__excepthook__
+    try:
+        try:
+            raise ValueError("not a check's")
+        except ValueError as e:
+            raise RuntimeError("wrapped") from e
+    except RuntimeError as plain:
+        lines = _printed(plain, capsys)
+    assert lines[-1] == "RuntimeError: wrapped" and "ValueError: not a check's" in lines
+    assert marked.value is not None
+
+
+def test_a_refused_lock_is_the_last_line_printed(tmp_path, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "run.lock").write_text(f"{holder.pid}\n")
+        lines = _printed(_wrapped(OutputDirLock(str(tmp_path)).acquire), capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lines[-1].startswith(f"RuntimeError: output_dir '{tmp_path}' is in use by another run (PID {holder.pid}")
