@@ -13,6 +13,13 @@ the plain U-Net.
     python -m workflows.benchmark --preset targets     # only the figures the performance targets name
     python -m workflows.benchmark --preset smoke       # seconds; what the tests run
     python -m workflows.benchmark --preset targets --breakdown 128   # and where SRB_F's time goes at 128^2
+    python -m workflows.benchmark --preset targets --compiled        # eager against torch.compile (inductor)
+
+``--compiled`` times, side by side in one process, SRB_F, A²-Net, Non-local and a 3x3 conv eager and under
+``torch.compile`` (forward + backward at the 2D target size), and the U-Net and SRBUNet (+4 SRB_F) training
+steps eager and compiled; the compile time (the first call) is reported apart. It writes ``<out>/compiled.md``
+and ``<out>/compiled.csv`` and, for a compiled target that is missed, the profiler's top operators of the
+compiled SRB_F step (``<out>/compiled_profile.md``).
 
 Writes ``<out>/blocks.csv``, ``<out>/blocks.md``, ``<out>/blocks.png`` and ``<out>/networks.csv``; prints the
 markdown tables and the target ratios.
@@ -33,6 +40,7 @@ import torch
 from monai.networks.blocks import SABlock
 from monai.networks.layers.factories import Conv
 from torch import nn
+from torch.utils import benchmark as torch_benchmark
 
 from monai_srb.blocks import make_block
 from monai_srb.nets.srb_unet import SRBUNet
@@ -112,18 +120,14 @@ def minor_faults() -> int:
 
 
 def time_fn(fn: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> float:
+    """
+    Median milliseconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls, each call timed by
+    ``torch.utils.benchmark.Timer`` (which synchronises CUDA and keeps this process's thread count).
+    """
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    timer = torch_benchmark.Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return statistics.median(timer.timeit(1).median for _ in range(max(repeats, 1))) * 1e3
 
 
 def bench_block(
@@ -225,6 +229,144 @@ def srb_breakdown(
     return rows
 
 
+COMPILED_BLOCKS = ("srb_fft", "double_attention", "nonlocal", "conv3x3")
+
+
+def _timed_first_call(fn: Callable[[], None]) -> float:
+    """Seconds of the first ``fn()``: for a compiled function, its compilation."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench_compiled_blocks(
+    size: int, channels: int, batch: int, device: torch.device, warmup: int, repeats: int, backend: str = "inductor"
+) -> list[dict[str, object]]:
+    """
+    Forward+backward of each of :data:`COMPILED_BLOCKS` at ``size``² with ``channels`` channels, eager and under
+    ``torch.compile`` (``backend``, default mode), side by side; ``compile_s`` is the compiled first call.
+    """
+    rows = []
+    for name in COMPILED_BLOCKS:
+        torch.manual_seed(0)
+        block = build(name, 2, channels, size).to(device).train()
+        x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
+
+        def step(module: nn.Module) -> Callable[[], None]:
+            def run() -> None:
+                module(x).sum().backward()
+                x.grad = None
+                block.zero_grad(set_to_none=True)
+
+            return run
+
+        eager_ms = time_fn(step(block), warmup, repeats, device)
+        torch._dynamo.reset()
+        compiled = step(torch.compile(block, backend=backend))
+        compile_s = _timed_first_call(compiled)
+        compiled_ms = time_fn(compiled, warmup, repeats, device)
+        rows.append({"name": name, "size": size, "channels": channels, "batch": batch, "eager_ms": eager_ms,
+                     "compiled_ms": compiled_ms, "compile_s": compile_s})
+        print(f"{name:<18} eager {eager_ms:9.2f} ms  compiled {compiled_ms:9.2f} ms  compile {compile_s:6.1f} s",
+              flush=True)
+    return rows
+
+
+def bench_compiled_networks(
+    size: int, device: torch.device, warmup: int, repeats: int, backend: str = "inductor"
+) -> list[dict[str, object]]:
+    """The U-Net and SRBUNet (+4 SRB_F) training steps (Adam, batch 2, ``size``²), eager and compiled."""
+    rows = []
+    for label, positions in (("U-Net", ()), ("U-Net + 4 SRB_F", tuple(f"before_up{i}" for i in range(1, 5)))):
+        torch.manual_seed(0)
+        net = SRBUNet(2, 3, 2, srb_positions=positions, spatial_size=size).to(device).train()
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+        x = torch.randn(2, 3, size, size, device=device)
+        y = torch.randint(0, 2, (2, size, size), device=device)
+
+        def train_step(module: nn.Module) -> Callable[[], None]:
+            def run() -> None:
+                opt.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(module(x), y).backward()
+                opt.step()
+
+            return run
+
+        eager_ms = time_fn(train_step(net), warmup, repeats, device)
+        torch._dynamo.reset()
+        compiled = train_step(torch.compile(net, backend=backend))
+        compile_s = _timed_first_call(compiled)
+        compiled_ms = time_fn(compiled, warmup, repeats, device)
+        rows.append({"name": label, "size": size, "channels": 3, "batch": 2, "eager_ms": eager_ms,
+                     "compiled_ms": compiled_ms, "compile_s": compile_s})
+        print(f"{label:<18} train step eager {eager_ms:9.2f} ms  compiled {compiled_ms:9.2f} ms  "
+              f"compile {compile_s:6.1f} s", flush=True)
+    return rows
+
+
+def compiled_targets(rows: list[dict[str, object]]) -> dict[str, float]:
+    """The compiled ratios issue 22 sets targets for, from :func:`bench_compiled_blocks` and networks rows."""
+    at = {str(r["name"]): float(r["compiled_ms"]) for r in rows}
+    ratios: dict[str, float] = {}
+    if "srb_fft" in at and "double_attention" in at:
+        ratios["compiled SRB_F / compiled A2-Net (target <= 1.0)"] = at["srb_fft"] / at["double_attention"]
+    if "srb_fft" in at and "conv3x3" in at:
+        ratios["compiled SRB_F / compiled conv3x3 (target <= 0.9)"] = at["srb_fft"] / at["conv3x3"]
+    if "U-Net" in at and "U-Net + 4 SRB_F" in at:
+        ratios["compiled SRBUNet / compiled U-Net train step (target <= 1.05)"] = at["U-Net + 4 SRB_F"] / at["U-Net"]
+    return ratios
+
+
+def compiled_profile(
+    size: int, channels: int, batch: int, device: torch.device, backend: str = "inductor", top: int = 12
+) -> str:
+    """
+    Where the compiled SRB_F step's time goes: ``torch.profiler``'s operators by self time over 5 steps after
+    compiling, as a markdown table (FFTs are ``aten::_fft_*``, inductor's fused kernels ``cpp_fused_*`` /
+    ``triton_*``, the 1x1 convs ``aten::convolution`` / ``mkldnn``).
+    """
+    torch.manual_seed(0)
+    block = torch.compile(build("srb_fft", 2, channels, size).to(device).train(), backend=backend)
+    x = torch.randn(batch, channels, size, size, device=device, requires_grad=True)
+    for _ in range(2):
+        block(x).sum().backward()
+    activities = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(5):
+            block(x).sum().backward()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    lines = [f"Compiled SRB_F at {size}², C={channels}, batch {batch}: operators by self CPU time over 5 "
+             "forward+backward steps", "", "| operator | calls | self ms / step | share |", "|---|---|---|---|"]
+    for e in events[:top]:
+        lines.append(f"| `{e.key}` | {e.count // 5} | {e.self_cpu_time_total / 5e3:.2f} | "
+                     f"{e.self_cpu_time_total / total:.0%} |")
+    return "\n".join(lines)
+
+
+def write_compiled(rows: list[dict[str, object]], out: str, profile: str | None) -> str:
+    """Write ``compiled.csv`` and ``compiled.md`` (and ``compiled_profile.md``) into ``out``; return the table."""
+    with open(os.path.join(out, "compiled.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| block or network | size | eager ms | compiled ms | compiled / eager | compile s |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['size']}² | {float(r['eager_ms']):.2f} | {float(r['compiled_ms']):.2f} | "
+                     f"{float(r['compiled_ms']) / float(r['eager_ms']):.2f} | {float(r['compile_s']):.1f} |")
+    lines += ["", *(f"- {k}: **{v:.2f}**" for k, v in compiled_targets(rows).items())]
+    table = "\n".join(lines)
+    with open(os.path.join(out, "compiled.md"), "w") as f:
+        f.write(table + "\n")
+    if profile is not None:
+        with open(os.path.join(out, "compiled_profile.md"), "w") as f:
+            f.write(profile + "\n")
+    return table
+
+
 def _ram() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -295,6 +437,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default="docs/benchmark")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time eager against torch.compile (compiled.md, compiled.csv)")
+    parser.add_argument("--backend", default="inductor", help="torch.compile's backend for --compiled")
     parser.add_argument(
         "--breakdown", type=int, default=0, metavar="SIZE", help="also time SRB_F's parts at SIZE^2 (srb_breakdown.md)"
     )
@@ -339,6 +484,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             f.write("\n".join(lines) + "\n")
         print("\n" + "\n".join(lines))
     ratios = target_ratios(rows, nets)
+    if args.compiled:
+        size = sizes2d[-1]
+        compiled = bench_compiled_blocks(size, c2d, args.batch, device, args.warmup, args.repeats, args.backend)
+        if net_size:
+            compiled += bench_compiled_networks(net_size, device, args.warmup, args.repeats, args.backend)
+        targets = compiled_targets(compiled)
+        limits = {k: float(k.rsplit("<= ", 1)[1].rstrip(")")) for k in targets}
+        missed = any(v > limits[k] for k, v in targets.items())
+        profile = compiled_profile(size, c2d, args.batch, device, args.backend) if missed else None
+        print("\n" + write_compiled(compiled, args.out, profile))
+        if profile:
+            print("\n" + profile)
+        ratios.update(targets)
     for k, v in ratios.items():
         print(f"{k}: {v:.2f}")
     return ratios
