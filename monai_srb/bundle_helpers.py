@@ -1,6 +1,6 @@
 """
 What the bundle configs would otherwise write as long ``$`` expressions: where a run's data comes from (a data set
-folder, or a synthetic set written once, by the main process under DDP), the split a segmentation run validates on,
+folder, or a synthetic set written by the main process only under DDP), the split a segmentation run validates on,
 the classification loss, the DDP device and process group, the NaN stop, the evaluate summary and the header of the
 prediction CSV. Each is a named function a config calls in one short expression or as a component, so the config
 composes and Python decides.
@@ -64,8 +64,9 @@ def resolve_data_root(
 ) -> str | os.PathLike:
     """
     The data set a run reads: ``dataset_dir`` when given, else the bundle's synthetic set. The main process writes
-    it (``synthetic_data()``); under DDP the other ranks wait at a barrier until it is written and read the same
-    folder, so no two processes write one file.
+    it (``synthetic_data()``, which leaves a set written with the same arguments as it is and replaces one written
+    with others, see :mod:`monai_srb.data.synthetic`); under DDP the other ranks wait at a barrier until it is
+    written and read the same folder, so no two processes write, or remove, one file.
 
     Args:
         dataset_dir: the ``dataset_dir`` override, or ``None`` for the synthetic set.

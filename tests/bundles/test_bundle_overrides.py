@@ -1,7 +1,10 @@
-"""Command-line overrides of the three bundles, resolved without training: booleans, sizes, the output_dir lock."""
+"""Command-line overrides of the three bundles, resolved without training: booleans, sizes, numbers, paths, choices, the
+output_dir lock, and the synthetic set an override changes."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -12,6 +15,8 @@ from typing import Any
 
 import pytest
 from monai.bundle import ConfigParser, ConfigWorkflow
+
+from monai_srb.data.synthetic import SYNTHETIC_MANIFEST
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 CHEST, SKIN, SEG3D = "srb_chest_xray_classification", "srb_skin_lesion_segmentation", "srb_3d_segmentation"
@@ -202,3 +207,134 @@ def test_compile_gives_every_engine_the_compiled_network(bundle, spelling, compi
     engines = [v for group in ("train", "validate") for v in train[group].values()
                if isinstance(v, dict) and v.get("_target_") in ("SupervisedTrainer", "SupervisedEvaluator")]
     assert engines and all(e["network"] == "@compiled_network" for e in engines)
+
+
+def _printed_last(error: BaseException) -> str:
+    """The last non-empty line ``sys.excepthook`` prints for ``error`` left uncaught (what ends a command's output)."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        sys.excepthook(type(error), error, error.__traceback__)
+    return [line for line in buffer.getvalue().splitlines() if line.strip()][-1]
+
+
+MISSING = "/no/such/data_set"
+# (bundle, config files, override, value, what the message says is expected)
+BAD_OVERRIDES = [
+    (SKIN, ("train",), "epochs", 0, "an integer >= 1"),
+    (SKIN, ("train",), "batch_size", 0, "an integer >= 1"),
+    (SKIN, ("train",), "batch_size", 2.5, "an integer >= 1"),
+    (SKIN, ("train",), "lr", 0, "a number > 0"),
+    (SKIN, ("train",), "lr", "fast", "a number > 0"),
+    (SKIN, ("train",), "weight_decay", -1e-4, "a number >= 0"),
+    (SKIN, ("train",), "num_workers", -1, "an integer >= 0"),
+    (SKIN, ("train",), "val_fraction", 0, "a number > 0 and < 1"),
+    (SKIN, ("train",), "val_fraction", 1.5, "a number > 0 and < 1"),
+    (SKIN, ("train",), "fold", 5, "an integer >= 0 and <= 4, or null"),
+    (SKIN, ("train",), "num_folds", 1, "an integer >= 2"),
+    (SKIN, ("train",), "synthetic_samples", 1, "an integer >= 2"),
+    (SKIN, ("train",), "seed", -1, "an integer >= 0"),
+    (SKIN, ("train",), "val_interval", 0, "an integer >= 1"),
+    (SKIN, ("train",), "keep_checkpoints", 0, "an integer >= 1, or null"),
+    (SKIN, ("train",), "tracking_timeout", 0, "a number > 0"),
+    (SKIN, ("train",), "image_size", 0, "a positive integer, at least 32, each a multiple of 16"),
+    (SKIN, ("train",), "norm", "Batch", "one of 'instance', 'batch'"),
+    (SKIN, ("train",), "dataset_dir", MISSING, "an existing folder, or null"),
+    (SKIN, ("train", "evaluate"), "batch_size", 0, "an integer >= 1"),
+    (SKIN, ("inference",), "norm", "Batch", "one of 'instance', 'batch'"),
+    (SKIN, ("inference",), "num_workers", "2", "an integer >= 0"),
+    (SEG3D, ("train",), "epochs", 0, "an integer >= 1"),
+    (SEG3D, ("train",), "batch_size", "2", "an integer >= 1"),
+    (SEG3D, ("train",), "num_samples", 0, "an integer >= 1"),
+    (SEG3D, ("train",), "lr", -1, "a number > 0"),
+    (SEG3D, ("train",), "val_fraction", 1, "a number > 0 and < 1"),
+    (SEG3D, ("train",), "split_seed", -1, "an integer >= 0"),
+    (SEG3D, ("train",), "sw_batch_size", 0, "an integer >= 1"),
+    (SEG3D, ("train",), "num_classes", 1, "an integer >= 2"),
+    (SEG3D, ("train",), "in_channels", 0, "an integer >= 1"),
+    (SEG3D, ("train",), "synthetic_samples", 1, "an integer >= 2"),
+    (SEG3D, ("train",), "synthetic_size", 8, "a positive integer, at least 16"),
+    (SEG3D, ("train",), "norm", "group", "one of 'instance', 'batch'"),
+    (SEG3D, ("train",), "dataset_dir", MISSING, "an existing folder, or null"),
+    (SEG3D, ("train", "evaluate"), "num_workers", -2, "an integer >= 0"),
+    (SEG3D, ("inference",), "sw_batch_size", 0, "an integer >= 1"),
+    (CHEST, ("train",), "epochs", -1, "an integer >= 1"),
+    (CHEST, ("train",), "batch_size", 0, "an integer >= 1"),
+    (CHEST, ("train",), "lr", 0.0, "a number > 0"),
+    (CHEST, ("train",), "val_fraction", 0.0, "a number > 0 and < 1"),
+    (CHEST, ("train",), "cache_rate", 2, "a number >= 0 and <= 1"),
+    (CHEST, ("train",), "early_stop_patience", 0, "an integer >= 1"),
+    (CHEST, ("train",), "num_cam_images", -1, "an integer >= 0"),
+    (CHEST, ("train",), "max_samples", 0, "an integer >= 1, or null"),
+    (CHEST, ("train",), "synthetic_samples", 1, "an integer >= 2"),
+    (CHEST, ("train",), "image_size", 0, "a positive integer"),
+    (CHEST, ("train",), "dataset_dir", MISSING, "an existing folder or .npz file, or null"),
+    (CHEST, ("train", "evaluate"), "batch_size", 0, "an integer >= 1"),
+    (CHEST, ("inference",), "batch_size", -8, "an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize(
+    "bundle,files,name,value,expected", BAD_OVERRIDES,
+    ids=[f"{b}-{'+'.join(f)}-{n}-{v!r}" for b, f, n, v, _ in BAD_OVERRIDES],
+)
+def test_a_bad_override_is_the_last_line_and_stops_the_run_before_anything_is_written(
+    bundle, files, name, value, expected, tmp_path
+):
+    workflow = ConfigWorkflow(
+        config_file=[str(BUNDLES / bundle / "configs" / f"{f}.json") for f in files], logging_file=False,
+        workflow_type=None, bundle_root=str(BUNDLES / bundle), output_dir=str(tmp_path), **{name: value},
+    )
+    with pytest.raises(Exception) as error:
+        workflow.initialize()
+    shown = repr(value) if name != "dataset_dir" else f"{value!r}, which does not exist."
+    assert _printed_last(error.value) == f"ValueError: override {name!r} must be {expected}; got {shown}" + (
+        "" if name == "dataset_dir" else f" ({type(value).__name__})."
+    )
+    assert os.listdir(tmp_path) == []  # no synthetic data, no lock, no MLflow store
+
+
+# (bundle, override, value, the last line python -m monai.bundle run prints)
+COMMAND_LINES = [
+    (SKIN, "image_size", "0",
+     "ValueError: override 'image_size' must be a positive integer, at least 32, each a multiple of 16; got 0 (int)."),
+    (SKIN, "batch_size", "0", "ValueError: override 'batch_size' must be an integer >= 1; got 0 (int)."),
+    (SKIN, "dataset_dir", MISSING,
+     f"ValueError: override 'dataset_dir' must be an existing folder, or null; got '{MISSING}', which does not exist."),
+    (SKIN, "norm", "Batch", "ValueError: override 'norm' must be one of 'instance', 'batch'; got 'Batch' (str)."),
+    (SEG3D, "epochs", "0", "ValueError: override 'epochs' must be an integer >= 1; got 0 (int)."),
+    (CHEST, "lr", "-1e-3", "ValueError: override 'lr' must be a number > 0; got -0.001 (float)."),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "bundle,name,value,last", COMMAND_LINES, ids=[f"{b}-{n}-{v}" for b, n, v, _ in COMMAND_LINES]
+)
+def test_the_documented_command_ends_with_the_checks_error(bundle, name, value, last, tmp_path):
+    # ~10 s a case (importing MONAI, torch and the configs' modules), hence slow
+    root = BUNDLES / bundle
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(root / "configs" / "train.json"),
+               "--bundle_root", str(root), "--output_dir", str(tmp_path / "out"), f"--{name}", value]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1 and lines[-1] == last, done.stderr[-3000:]
+    assert "Failed to instantiate" not in done.stderr
+    assert not (tmp_path / "out" / "synthetic_data").exists()
+
+
+# (bundle, the item holding every image of the data set, how many items it holds)
+DATA_ITEMS = [
+    (SKIN, "datalist", len),
+    (SEG3D, "datalist", len),
+    (CHEST, "datalists", lambda lists: len(lists["train"]) + len(lists["val"])),
+]
+
+
+@pytest.mark.parametrize("bundle,item,count", DATA_ITEMS, ids=[b for b, _, _ in DATA_ITEMS])
+def test_a_run_with_fewer_synthetic_samples_reads_only_its_own_set(bundle, item, count, tmp_path):
+    tiny = {k: v for k, v in TINY[bundle].items() if k != "synthetic_samples"}
+    for samples in (6, 3, 3, 5):  # fewer than the set in output_dir, the same again, more
+        parser = _parser(bundle, output_dir=str(tmp_path), synthetic_samples=samples, **tiny)
+        assert count(parser.get_parsed_content(item)) == samples
+    manifest = json.loads((tmp_path / "synthetic_data" / SYNTHETIC_MANIFEST).read_text())
+    assert 5 in manifest["params"].values()
