@@ -81,7 +81,7 @@ def test_a_record_of_another_experiment_is_refused_by_name(tmp_path, edit, messa
         import_records(tmp_path / "records", f"sqlite:///{tmp_path / 'dst.db'}", GRID, PRESET)
 
 
-def test_missing_records_folder_and_a_file_as_records_are_named(tmp_path):
+def test_missing_records_folder_and_a_file_as_records_are_named(tmp_path, capsys):
     with pytest.raises(ValueError, match=f"records folder '{tmp_path / 'nope'}' does not exist"):
         import_records(tmp_path / "nope", f"sqlite:///{tmp_path / 'dst.db'}", GRID, PRESET)
     (tmp_path / "file").write_text("")
@@ -89,3 +89,4 @@ def test_missing_records_folder_and_a_file_as_records_are_named(tmp_path):
         main(["--grid", "workflows/grids/hc18.json", "--preset", PRESET, "--out", str(tmp_path / "out"),
               "--report-only", "--records", str(tmp_path / "file")])
     assert stop.value.code == 2
+    assert f"--records must be a folder, got the file '{tmp_path / 'file'}'" in capsys.readouterr().err
