@@ -500,7 +500,7 @@ def test_resize_keeps_the_aspect_ratio_and_pads_to_a_square(tmp_path, keep_aspec
 @pytest.mark.parametrize(
     "override,message",
     [
-        ({"norm": "group"}, r"Unsupported option 'group', Available options are \{'(batch|instance)'"),
+        ({"norm": "group"}, r"override 'norm' must be one of 'instance', 'batch'; got 'group'"),
         (
             {"in_channels": 1, "dataset_dir": "SYNTH"},
             r"image .*synthetic_0000\.jpg has 3 channel\(s\) \(colour\), expected 1 as in_channels",
