@@ -10,7 +10,6 @@ import copy
 import functools
 import hashlib
 import importlib.metadata
-import inspect
 import json
 import logging
 import os
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
@@ -31,6 +29,7 @@ from monai.handlers import MLFlowHandler
 from monai.utils import flatten_dict
 from torch import nn
 
+from monai_srb.handlers.logged_model import log_network
 from monai_srb.handlers.run_params import _param_value, _running_parser, _unwrap, describe_network
 from monai_srb.handlers.tracking_store import check_tracking_server, default_tracking_uri
 
@@ -108,9 +107,10 @@ class SRBMLFlowHandler(MLFlowHandler):
     - ``network`` adds :func:`describe_network` to the params (class, block count and positions, norm: what
       was built, whatever override built it).
     - at :meth:`close`, with ``model_input_shape``, the network with the weights of ``model_checkpoint`` (the
-      best checkpoint) is logged by ``mlflow.pytorch.log_model`` as ``model`` with an input example and a
-      signature: ``mlflow.pytorch.load_model("runs:/<run id>/model")``; the run is tagged with the
-      checkpoint's sha256 (:data:`CHECKPOINT_SHA256_TAG`).
+      best checkpoint) is logged as ``model`` (:mod:`.logged_model`): ``mlflow.pytorch.load_model("runs:/<run
+      id>/model")`` gives the network, ``mlflow.pyfunc.load_model`` (and ``mlflow models serve``) a model that
+      takes any batch and spatial size the network takes, casts float16 / float64 to float32 and refuses other
+      input with a short message; the run is tagged with the checkpoint's sha256 (:data:`CHECKPOINT_SHA256_TAG`).
     - ``scored_checkpoint`` (an evaluate run) links the run to the training run of the experiment that
       logged that checkpoint (same sha256): the MLflow tag ``mlflow.parentRunId``, so the evaluate run shows
       nested under it.
@@ -122,7 +122,8 @@ class SRBMLFlowHandler(MLFlowHandler):
         run_name: name of the MLflow run; ``None`` for :data:`PROCESS_RUN_NAME`.
         tracking_timeout: seconds an ``http(s)://`` tracking server has to answer before the run fails.
         network: the network trained or evaluated: described in the params and tags, and the model logged.
-        model_input_shape: (batch, channels, *spatial) of the logged model's input example; ``None`` logs no model.
+        model_input_shape: (batch, channels, *spatial) of the logged model's input example (the model takes other
+            batch and spatial sizes); ``None`` logs no model.
         model_checkpoint: the best checkpoint (a state dict, or one under ``"model"``/``"network"``) loaded
             into a copy of ``network`` before it is logged; ``None`` or a missing file logs ``network`` as it is.
         registered_model_name: also register the logged model under this name in the Model Registry.
@@ -346,8 +347,10 @@ class SRBMLFlowHandler(MLFlowHandler):
     def log_model(self) -> None:
         """
         Log the network, with the weights of ``model_checkpoint`` when that file exists, as the run's MLflow
-        model ``model`` (``mlflow.pytorch.log_model``, an all-zero input example of ``model_input_shape`` and
-        the signature it gives), registered as ``registered_model_name`` when set. Called by :meth:`close`.
+        model ``model`` (:func:`~monai_srb.handlers.logged_model.log_network`: the ``pytorch`` flavour, a
+        ``python_function`` flavour that checks and converts its input, an all-zero input example of
+        ``model_input_shape``, an output signature with -1 for batch and spatial dims), registered as
+        ``registered_model_name`` when set. Called by :meth:`close`.
         """
         if not self.cur_run or self.model_input_shape is None or self.network is None:
             return
@@ -364,30 +367,17 @@ class SRBMLFlowHandler(MLFlowHandler):
         elif self.model_checkpoint:
             logger.warning("best checkpoint %s not found: the MLflow model holds the last weights.",
                            self.model_checkpoint)
-        example = np.zeros(self.model_input_shape, dtype=np.float32)
-        with torch.no_grad():
-            output = network(torch.from_numpy(example))
-        signature = mlflow.models.infer_signature(example, output.numpy())
-        options: dict[str, Any] = {"name": "model"}
-        accepted = inspect.signature(mlflow.pytorch.log_model).parameters
-        if "serialization_format" in accepted:
-            # MLflow 3.1x defaults to torch.export, which fixes the example's batch size: pickle the module
-            options["serialization_format"] = "pickle"
-        if "name" not in accepted:
-            options = {"artifact_path": "model"}  # MLflow 2
         # log_model logs to the fluent API's active run of the global tracking URI: point both at this run,
         # then restore the URI (set_tracking_uri also sets MLFLOW_TRACKING_URI, which MONAI's handlers read first).
         previous, previous_env = mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(self.client.tracking_uri)
         try:
             with mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
-                self.model_info = mlflow.pytorch.log_model(
+                self.model_info = log_network(
                     network,
-                    input_example=example,
-                    signature=signature,
+                    self.model_input_shape,
                     registered_model_name=self.registered_model_name,
                     pip_requirements=_pip_requirements(),
-                    **options,
                 )
         finally:
             mlflow.set_tracking_uri(previous_env)  # None: unset again

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
@@ -272,9 +273,20 @@ def test_best_checkpoint_is_an_mlflow_model_another_process_loads(tmp_path, monk
         assert torch.allclose(torch.load(tmp_path / f"x.pt.{run_id}"), expected, atol=1e-6)
     assert not os.environ.get("MLFLOW_TRACKING_URI")  # logging the model left the global tracking URI as it was
     monkeypatch.setenv("MLFLOW_TRACKING_URI", default_tracking_uri(str(tmp_path)))  # runs:/ URIs resolve through it
-    info = mlflow.models.get_model_info(f"runs:/{next(iter(cases))}/model")
-    assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 1, SIZE, SIZE]  # any batch
+    run_id = next(iter(cases))
+    info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
+    assert info.signature.inputs is None  # the model checks its input itself (monai_srb.handlers.logged_model)
+    assert info.signature.outputs.inputs[0].shape == (-1, 2, -1, -1)  # any batch, any size
     assert info.saved_input_example_info is not None
+    # the python_function flavour takes another size than the example's, and NumPy's default float64
+    x64 = torch.rand(2, 1, 2 * SIZE, 2 * SIZE, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    reference = _unet()
+    reference.load_state_dict(torch.load(tmp_path / "srb_unet_model.pt", weights_only=True))
+    with torch.no_grad():
+        expected = reference.eval()(x64.float()).numpy()
+    out = mlflow.pyfunc.load_model(f"runs:/{run_id}/model").predict(x64.numpy())
+    assert out.dtype == np.float32 and out.shape == (2, 2, 2 * SIZE, 2 * SIZE)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_model_input_shape_needs_a_network(tmp_path):
