@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monai_srb.nets.input_size import check_input_size
 from monai_srb.nets.insertion import InsertedBlock, insert_blocks
 from monai_srb.nets.srb_classifiers import SRBDenseNet121, SRBResNet50
 from monai_srb.nets.srb_spm import SimpleParallelModule, SRBSPMNet, dilate_resnet_
@@ -17,6 +18,7 @@ __all__ = [
     "SRBUNet",
     "SRB_POSITIONS",
     "SimpleParallelModule",
+    "check_input_size",
     "dilate_resnet_",
     "init_srbs",
     "insert_blocks",
