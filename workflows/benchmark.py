@@ -232,11 +232,24 @@ def srb_breakdown(
 COMPILED_BLOCKS = ("srb_fft", "double_attention", "nonlocal", "conv3x3")
 
 
-def _timed_first_call(fn: Callable[[], None]) -> float:
-    """Seconds of the first ``fn()``: for a compiled function, its compilation."""
+def eager_and_compiled(
+    module: nn.Module, step: Callable[[nn.Module], Callable[[], None]], name: str, warmup: int, repeats: int,
+    device: torch.device, backend: str,
+) -> dict[str, float]:
+    """
+    ``step(module)`` timed eager, then ``step(torch.compile(module))``: its first call (the compilation,
+    ``compile_s``) apart from the timed calls after it. Prints one line.
+    """
+    eager_ms = time_fn(step(module), warmup, repeats, device)
+    torch._dynamo.reset()
+    compiled = step(torch.compile(module, backend=backend))
     start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
+    compiled()
+    compile_s = time.perf_counter() - start
+    compiled_ms = time_fn(compiled, warmup, repeats, device)
+    print(f"{name:<18} eager {eager_ms:9.2f} ms  compiled {compiled_ms:9.2f} ms  compile {compile_s:6.1f} s",
+          flush=True)
+    return {"eager_ms": eager_ms, "compiled_ms": compiled_ms, "compile_s": compile_s}
 
 
 def bench_compiled_blocks(
@@ -260,15 +273,8 @@ def bench_compiled_blocks(
 
             return run
 
-        eager_ms = time_fn(step(block), warmup, repeats, device)
-        torch._dynamo.reset()
-        compiled = step(torch.compile(block, backend=backend))
-        compile_s = _timed_first_call(compiled)
-        compiled_ms = time_fn(compiled, warmup, repeats, device)
-        rows.append({"name": name, "size": size, "channels": channels, "batch": batch, "eager_ms": eager_ms,
-                     "compiled_ms": compiled_ms, "compile_s": compile_s})
-        print(f"{name:<18} eager {eager_ms:9.2f} ms  compiled {compiled_ms:9.2f} ms  compile {compile_s:6.1f} s",
-              flush=True)
+        times = eager_and_compiled(block, step, name, warmup, repeats, device, backend)
+        rows.append({"name": name, "size": size, "channels": channels, "batch": batch, **times})
     return rows
 
 
@@ -292,15 +298,8 @@ def bench_compiled_networks(
 
             return run
 
-        eager_ms = time_fn(train_step(net), warmup, repeats, device)
-        torch._dynamo.reset()
-        compiled = train_step(torch.compile(net, backend=backend))
-        compile_s = _timed_first_call(compiled)
-        compiled_ms = time_fn(compiled, warmup, repeats, device)
-        rows.append({"name": label, "size": size, "channels": 3, "batch": 2, "eager_ms": eager_ms,
-                     "compiled_ms": compiled_ms, "compile_s": compile_s})
-        print(f"{label:<18} train step eager {eager_ms:9.2f} ms  compiled {compiled_ms:9.2f} ms  "
-              f"compile {compile_s:6.1f} s", flush=True)
+        times = eager_and_compiled(net, train_step, label, warmup, repeats, device, backend)
+        rows.append({"name": label, "size": size, "channels": 3, "batch": 2, **times})
     return rows
 
 
