@@ -303,17 +303,18 @@ def bench_compiled_networks(
     return rows
 
 
+def _ratios(at: dict[str, float], specs: list[tuple[str, str, str]]) -> dict[str, float]:
+    """``{label: at[a] / at[b]}`` for each ``(label, a, b)`` whose two times were measured."""
+    return {label: at[a] / at[b] for label, a, b in specs if a in at and b in at}
+
+
 def compiled_targets(rows: list[dict[str, object]]) -> dict[str, float]:
     """The compiled ratios issue 22 sets targets for, from :func:`bench_compiled_blocks` and networks rows."""
-    at = {str(r["name"]): float(r["compiled_ms"]) for r in rows}
-    ratios: dict[str, float] = {}
-    if "srb_fft" in at and "double_attention" in at:
-        ratios["compiled SRB_F / compiled A2-Net (target <= 1.0)"] = at["srb_fft"] / at["double_attention"]
-    if "srb_fft" in at and "conv3x3" in at:
-        ratios["compiled SRB_F / compiled conv3x3 (target <= 0.9)"] = at["srb_fft"] / at["conv3x3"]
-    if "U-Net" in at and "U-Net + 4 SRB_F" in at:
-        ratios["compiled SRBUNet / compiled U-Net train step (target <= 1.05)"] = at["U-Net + 4 SRB_F"] / at["U-Net"]
-    return ratios
+    return _ratios({str(r["name"]): float(r["compiled_ms"]) for r in rows}, [
+        ("compiled SRB_F / compiled A2-Net (target <= 1.0)", "srb_fft", "double_attention"),
+        ("compiled SRB_F / compiled conv3x3 (target <= 0.9)", "srb_fft", "conv3x3"),
+        ("compiled SRBUNet / compiled U-Net train step (target <= 1.05)", "U-Net + 4 SRB_F", "U-Net"),
+    ])
 
 
 def compiled_profile(
@@ -412,13 +413,9 @@ def plot(rows: list[Row], path: str) -> None:
 
 def target_ratios(rows: list[Row], nets: list[dict[str, object]]) -> dict[str, float]:
     at = {r.block: r.time_ms for r in rows if r.spatial_dims == 2 and r.size == 128 and r.time_ms is not None}
-    ratios: dict[str, float] = {}
-    if "srb_fft" in at and "conv3x3" in at:
-        ratios["SRB_F / conv3x3 (target <= 1.2)"] = at["srb_fft"] / at["conv3x3"]
-    if "srb_fft" in at and "double_attention" in at:
-        ratios["SRB_F / A2-Net (target <= 1.0)"] = at["srb_fft"] / at["double_attention"]
-    if "srb_fft" in at and "nonlocal" in at:
-        ratios["Non-local / SRB_F (target >= 20)"] = at["nonlocal"] / at["srb_fft"]
+    ratios = _ratios(at, [("SRB_F / conv3x3 (target <= 1.2)", "srb_fft", "conv3x3"),
+                          ("SRB_F / A2-Net (target <= 1.0)", "srb_fft", "double_attention"),
+                          ("Non-local / SRB_F (target >= 20)", "nonlocal", "srb_fft")])
     if len(nets) == 2:
         train_ratio = float(nets[1]["train_step_ms"]) / float(nets[0]["train_step_ms"])
         ratios["SRBUNet / U-Net train step (target <= 1.10)"] = train_ratio
