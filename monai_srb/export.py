@@ -32,6 +32,7 @@ from monai.utils import look_up_option
 from torch import nn
 
 from monai_srb.bundle_config import check_size, load_network_config
+from monai_srb.spectral.base import holds_fixed_size_transform
 from monai_srb.spectral.fourier import FFT_IMPLS, FourierTransform
 
 __all__ = [
@@ -146,13 +147,6 @@ def export_torchscript(
     return filepath
 
 
-def _fixed_size(network: nn.Module) -> bool:
-    """Whether ``network`` holds a transform built for one input size (SRB_A): its export keeps that size."""
-    from monai_srb.spectral.base import SpectralTransform
-
-    return any(isinstance(m, SpectralTransform) and m.needs_spatial_size for m in network.modules())
-
-
 def export_pt2(
     network: nn.Module,
     filepath: str,
@@ -183,7 +177,7 @@ def export_pt2(
     # torch.export fixes a dim of size 1 (0/1 specialisation): trace a batch of 2, so the batch stays dynamic
     x = torch.cat([given, given]) if given.shape[0] == 1 else given
     dims = {0: torch.export.Dim.AUTO}
-    if not _fixed_size(network):
+    if not holds_fixed_size_transform(network):
         dims.update({axis: torch.export.Dim.AUTO for axis in range(2, x.ndim)})
     name = (inspect_forward_args(network) or ["x"])[0]
     with torch.no_grad():
@@ -423,7 +417,7 @@ def check_input_shape(shape: Sequence[int], network: nn.Module, parser: object) 
         except ValueError as e:
             raise ValueError(f"{what}: its spatial size is not one the bundle's {key} check takes: {e}") from e
         size = bundle_input_shape(parser)[2:]
-        if _fixed_size(network) and shape[2:] != size:
+        if holds_fixed_size_transform(network) and shape[2:] != size:
             raise ValueError(f"{what}: the network holds an SRB_A, built for the spatial size {size} ({key}) alone, "
                              f"got {shape[2:]}.")
     # The network has the last word, on what the bundle's checks leave open (DenseNet-121's 29 px at least).
@@ -590,7 +584,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         written.append(export_onnx(network, os.path.join(args.out_dir, "model.onnx"), shape))
     if "pt2" in args.format:
         # a second size to check the dynamic dims: twice each spatial size (the same multiples), batch 2
-        other = [] if _fixed_size(network) else [[2, shape[1], *[2 * s for s in shape[2:]]]]
+        other = [] if holds_fixed_size_transform(network) else [[2, shape[1], *[2 * s for s in shape[2:]]]]
         written.append(export_pt2(network, os.path.join(args.out_dir, "model.pt2"), shape, other))
     print(f"exported {ckpt} for input {['batch'] + shape[1:]}:\n  " + "\n  ".join(written))
 

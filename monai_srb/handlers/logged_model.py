@@ -37,7 +37,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.types import Schema, TensorSpec
 from torch import nn
 
-from monai_srb.spectral.base import SpectralTransform
+from monai_srb.spectral.base import holds_fixed_size_transform
 
 __all__ = [
     "INPUT_METADATA_KEY",
@@ -83,7 +83,7 @@ def input_contract(network: nn.Module, example_shape: Sequence[int]) -> dict[str
     shape = [int(s) for s in example_shape]
     if len(shape) - 2 not in _AXES:
         raise ValueError(f"example_shape must be (batch, channels, 2 or 3 spatial dims), got {shape}.")
-    fixed = any(isinstance(m, SpectralTransform) and m.needs_spatial_size for m in network.modules())
+    fixed = holds_fixed_size_transform(network)
     return {
         "channels": shape[1],
         "spatial_dims": len(shape) - 2,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from monai_srb.spectral.adaptive_orthogonal import AdaptiveOrthogonalTransform, orthogonal_qr, retract_orthogonal_
-from monai_srb.spectral.base import FrequencyGrid, SpectralTransform
+from monai_srb.spectral.base import FrequencyGrid, SpectralTransform, holds_fixed_size_transform
 from monai_srb.spectral.cosine import CosineTransform, dct_matrix
 from monai_srb.spectral.fourier import FourierTransform, dft_matrices
 from monai_srb.spectral.identity import IdentityTransform
@@ -21,6 +21,7 @@ __all__ = [
     "TRANSFORMS",
     "dct_matrix",
     "dft_matrices",
+    "holds_fixed_size_transform",
     "mode_product",
     "orthogonal_qr",
     "register_transform",

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FrequencyGrid", "SpectralTransform"]
+__all__ = ["FrequencyGrid", "SpectralTransform", "holds_fixed_size_transform"]
 
 
 class FrequencyGrid(nn.Module):
@@ -139,3 +139,14 @@ class SpectralTransform(nn.Module, ABC):
         Returns:
             tensor in shape (batch, channels, *spatial_size).
         """
+
+
+def holds_fixed_size_transform(network: nn.Module) -> bool:
+    """
+    Whether ``network`` holds a transform built for one input size (``needs_spatial_size``: SRB_A), so that it
+    takes only that size (its export and its logged model keep it).
+
+    Args:
+        network: any module.
+    """
+    return any(isinstance(m, SpectralTransform) and m.needs_spatial_size for m in network.modules())

@@ -217,3 +217,16 @@ def test_aom_rejects_other_sizes_naming_both():
     f = AdaptiveOrthogonalTransform((8, 8))
     with pytest.raises(ValueError, match=r"\[8, 8\].*\[8, 9\]"):
         f(torch.randn(1, 1, 8, 9))
+
+
+@pytest.mark.parametrize(
+    "block,expected", [("srb_aom", True), ("srb_fft", False), ("srb_dct", False), ("srb_identity", False)]
+)
+def test_holds_fixed_size_transform_finds_the_one_size_transforms(block, expected):
+    from torch import nn
+
+    from monai_srb.blocks import make_block
+    from monai_srb.spectral import holds_fixed_size_transform
+
+    network = nn.Sequential(nn.Conv2d(3, 8, 1), make_block(block, 2, 8, spatial_size=[16, 16]))
+    assert holds_fixed_size_transform(network) is expected
