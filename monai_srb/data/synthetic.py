@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -68,13 +69,23 @@ def _file_sizes(root: Path, files: Sequence[str]) -> dict[str, int]:
     return {name: (root / name).stat().st_size for name in files}
 
 
-def _is_current(root: Path, params: Mapping[str, object]) -> bool:
-    """Whether ``root`` holds a set written with ``params``: its manifest says so, every file it lists has its size."""
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    """The manifest in ``root``, ``None`` when there is none or it is unreadable."""
     try:
         manifest = json.loads((root / SYNTHETIC_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _is_current(root: Path, manifest: Mapping[str, Any] | None, params: Mapping[str, object]) -> bool:
+    """Whether ``root`` holds a set written with ``params``: its manifest says so, every file it lists has its size."""
+    if manifest is None:
+        return False
+    try:
         files = manifest["files"]
         return manifest["params"] == params and bool(files) and _file_sizes(root, list(files)) == files
-    except (OSError, ValueError, KeyError, TypeError):  # no manifest, an unreadable one, a listed file gone
+    except (OSError, KeyError, TypeError):  # a manifest without these keys, a listed file gone
         return False
 
 
@@ -96,13 +107,11 @@ def _synthetic_set(
     """
     params = _plain(params)
     manifest = root / SYNTHETIC_MANIFEST
-    if _is_current(root, params):
+    found = _read_manifest(root)
+    if _is_current(root, found, params):
         logger.info("synthetic set %s is up to date (%s): not rewritten", root, params)
         return str(root)
-    try:
-        old = json.loads(manifest.read_text())["params"]
-    except (OSError, ValueError, KeyError, TypeError):
-        old = None
+    old = None if found is None else found.get("params")
     manifest.unlink(missing_ok=True)
     removed = 0
     for folder, pattern in owned:
