@@ -278,9 +278,8 @@ BAD_EXPORT_ARGS = [
      r"\(image_size\) alone, got \[32, 32\]\."),
     ("below_what_the_network_takes", ["--bundle_root", str(CHEST_BUNDLE), "--ckpt_file", "{chest}",
                                       "--input_shape", "1", "1", "16", "16"],
-     # the chest bundle's image_size check holds DenseNet-121's minimum of 29, so it names the limit first
-     r"argument --input_shape: \[1, 1, 16, 16\]: its spatial size is not one the bundle's image_size check takes: "
-     r".*at least 29; got \[16, 16\]"),
+     r"argument --input_shape: \[1, 1, 16, 16\]: the network cannot take it: SRBDenseNet121 needs an input of at "
+     r"least 29 per spatial dim"),
     ("image_size_abc", [*TRAINED, "--image_size", "abc"],
      r"override 'image_size' must be a positive integer, at least 32, each a multiple of 16; got 'abc' \(str\)\."),
     ("unknown_block", [*TRAINED, "--block", "bogus"],
