@@ -60,6 +60,9 @@ _Error = TypeVar("_Error", bound=BaseException)
 _SHOWN_LAST = "_monai_srb_shown_last"
 # the hook :func:`_excepthook` hands every other exception to: the one in place when it was installed
 _previous_excepthook = sys.excepthook
+# set while :func:`_excepthook` runs: a hook installed after it that calls it back (``torch.distributed``'s
+# ``init_process_group`` wraps whatever hook is in place to prefix ``[rank0]:``) then reaches Python's own
+_in_excepthook = False
 
 
 def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
@@ -67,7 +70,13 @@ def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackTy
     :func:`sys.excepthook` while a check's error may be uncaught: an uncaught exception whose chain holds a marked
     error (:func:`_shown_last`) is printed as that error alone, with its own traceback (from the MONAI frame that
     caught it to the ``raise``); any other exception as the previous hook would.
+    Called again while it runs (a hook wrapping it was installed under it, which it wrapped in turn), it prints
+    with :func:`sys.__excepthook__` instead of going round.
     """
+    global _in_excepthook
+    if _in_excepthook:
+        sys.__excepthook__(kind, error, tb)
+        return
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:
@@ -76,7 +85,11 @@ def _excepthook(kind: type[BaseException], error: BaseException, tb: TracebackTy
             break
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    _previous_excepthook(kind, error, tb)
+    _in_excepthook = True
+    try:
+        _previous_excepthook(kind, error, tb)
+    finally:
+        _in_excepthook = False
 
 
 def _shown_last(error: _Error) -> _Error:

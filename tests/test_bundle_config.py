@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Callable
 
 import pytest
+import torch
 
 from monai_srb.bundle_config import (
     NETWORK_CONFIG_FILE,
@@ -391,3 +392,15 @@ def test_a_refused_lock_is_the_last_line_printed(tmp_path, capsys):
         holder.kill()
         holder.wait()
     assert lines[-1].startswith(f"RuntimeError: output_dir '{tmp_path}' is in use by another run (PID {holder.pid}")
+
+
+def test_a_checks_error_under_torch_distributed_hook_is_printed_once_with_its_rank(tmp_path, capsys):
+    check_number(1, "epochs", integer=True)
+    with pytest.raises(ValueError):  # installs the bundle hook, as a first failing check does
+        check_number(0, "epochs", integer=True, minimum=1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    torch.distributed.destroy_process_group()  # leaves torch's "[rank0]:" hook around the bundle hook
+    # the next failing check installs the bundle hook over torch's, which calls the bundle hook back
+    lines = _printed(_wrapped(lambda: check_number(0, "batch_size", integer=True, minimum=1)), capsys)
+    assert lines[-1] == "[rank0]: ValueError: override 'batch_size' must be an integer >= 1; got 0 (int).", lines
+    assert sum("Traceback" in line for line in lines) == 1 and not any("Failed to instantiate" in x for x in lines)
