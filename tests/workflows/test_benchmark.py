@@ -39,6 +39,19 @@ def test_compiled_columns_are_written_with_their_targets(tmp_path):
     # a missed target brings the profile; at 16² with C=8 some target is missed, so it is written
     missed = any(v > float(k.rsplit("<= ", 1)[1].rstrip(")")) for k, v in ratios.items() if "compiled" in k)
     assert (tmp_path / "compiled_profile.md").is_file() == missed
+    if missed:  # where the time goes: the compiled ablation, then the profiler's operators by part
+        profile = (tmp_path / "compiled_profile.md").read_text()
+        assert all(f"| {part} |" in profile for part in ("SRB_F", "FFT path only (phi skipped)", "phi alone"))
+        assert "| FFT |" in profile and "| part | self ms / step | share |" in profile
+
+
+@pytest.mark.parametrize("operator,part", [
+    ("aten::_fft_r2c", "FFT"), ("aten::copy_", "copies"), ("aten::bmm", "phi (1x1 group convs)"),
+    ("## Call CompiledFxGraph abc ##", "inductor's fused kernels (phi's norms, ReLU, layouts, residual)"),
+    ("aten::sum", "other"),
+])
+def test_profiled_operators_are_named_by_their_part(operator, part):
+    assert benchmark._part(operator) == part
 
 
 @pytest.mark.parametrize("block,positions,expected", [("nonlocal", 96**3, "does not fit"), ("srb_fft", 96**3, "")])
