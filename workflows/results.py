@@ -26,8 +26,8 @@ import numpy as np
 from workflows.grid import TAG, client_and_experiment, experiment_name, tracking_uri
 from workflows.records import read_details
 
-__all__ = ["Row", "RunRecord", "Stat", "format_table", "latest_per_job", "merge_uris", "paired_table", "plot_summary",
-           "read_runs", "report", "summarise"]
+__all__ = ["Row", "RunRecord", "Stat", "format_table", "latest_per_job", "merge_uris", "paired_deltas", "paired_table",
+           "plot_summary", "read_runs", "report", "summarise"]
 
 
 def merge_uris(path: str) -> list[str]:
@@ -329,32 +329,69 @@ def paired_table(
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *lines]) + "\n"
 
 
-def plot_summary(rows: Sequence[Row], records: Sequence[RunRecord], key_metric: str, path: Path) -> None:
-    """Bar chart of the key metric (last epoch, mean +- std over seeds, dots: seeds) and its mean curve."""
+def paired_deltas(
+    records: Sequence[RunRecord], key_metric: str, baseline: str | Mapping[str, str] | None,
+    order: Sequence[str] | None = None,
+) -> dict[str, tuple[str, list[float]]]:
+    """
+    Per variant with a baseline: ``(baseline, [variant - baseline of the key metric, last epoch, per pair])`` over
+    the (seed, fold) runs both FINISHED, in seed then fold order (the pairs of :func:`paired_table`).
+    """
+    done = {(r.variant, r.seed, r.fold): r for r in records if r.status == "FINISHED"}
+    names = list(dict.fromkeys([*(order or []), *sorted({r.variant for r in records})]))
+    found: dict[str, tuple[str, list[float]]] = {}
+    for name in names:
+        ref = baseline.get(name) if isinstance(baseline, Mapping) else baseline
+        if not ref or ref == name:
+            continue
+        keys = sorted((s, f) for v, s, f in done if v == name and (ref, s, f) in done)
+        pairs = [(done[(name, *k)].last(key_metric), done[(ref, *k)].last(key_metric)) for k in keys]
+        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+        if pairs:
+            found[name] = (ref, [a - b for a, b in pairs])
+    return found
+
+
+def plot_summary(
+    rows: Sequence[Row], records: Sequence[RunRecord], key_metric: str, path: Path,
+    baseline: str | Mapping[str, str] | None = None,
+) -> None:
+    """
+    A forest plot of the paired difference to the baseline (key metric, last epoch; per variant: the mean over
+    (seed, fold) pairs with its 95% t interval, dots: the pairs, zero marked) beside the key metric's mean curve
+    per variant. Without a baseline (or a pair) the left panel says so.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from scipy import stats
 
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, max(3.0, 0.45 * len(rows) + 1.5)))
-    names = [r.variant for r in rows if key_metric in r.last]
-    for i, row in enumerate(r for r in rows if key_metric in r.last):
-        s = row.last[key_metric]
-        ax.barh(i, s.mean * 100, xerr=s.std * 100, color="tab:blue" if "SRB" in row.variant else "tab:gray", alpha=0.7)
-        seeds = _per_seed([r for r in records if r.variant == row.variant and r.status == "FINISHED"],
-                          lambda r: r.last(key_metric))
-        ax.plot([v * 100 for v in seeds.values()], [i] * len(seeds), "k.", ms=4)
-    ax.set_yticks(range(len(names)), names)
-    ax.invert_yaxis()
-    lo = min((r.last[key_metric].mean - 2 * r.last[key_metric].std) * 100 for r in rows if key_metric in r.last)
-    ax.set_xlim(max(0.0, lo - 2), None)
-    ax.set_xlabel(f"{key_metric} x100, last epoch (mean ± std over seeds; dots: seeds)")
-    for name in names:
+    scale = _scale(key_metric)
+    deltas = paired_deltas(records, key_metric, baseline, [r.variant for r in rows])
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, max(3.0, 0.45 * max(len(deltas), 1) + 1.8)))
+    for i, (name, (ref, d)) in enumerate(deltas.items()):
+        d = np.asarray(d) * scale
+        mean = float(d.mean())
+        half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+        ax.errorbar(mean, i, xerr=half, fmt="s", color="tab:blue" if "SRB" in name else "tab:gray", capsize=4)
+        ax.plot(d, [i] * len(d), "k.", ms=4, alpha=0.6)
+    ax.axvline(0.0, color="k", lw=1)
+    ax.set_yticks(range(len(deltas)), [f"{n} − {ref}" for n, (ref, _) in deltas.items()])
+    ax.set_ylim(max(len(deltas), 1) - 0.5, -0.5)  # the first row on top
+    better = "lower is better" if key_metric.endswith("_mm") else "higher is better"
+    unit = "" if scale == 1.0 else " x100"
+    ax.set_xlabel(f"Δ {key_metric}{unit}, last epoch ({better}): mean and 95% interval over pairs; dots: pairs")
+    if not deltas:
+        ax.text(0.5, 0.5, "no paired baseline", ha="center", va="center", transform=ax.transAxes)
+    for name in [r.variant for r in rows if key_metric in r.last]:
         curves = [r.history[key_metric] for r in records if r.variant == name and key_metric in r.history]
+        if not curves:
+            continue
         steps = sorted(set.intersection(*(set(c) for c in curves)))
-        ax2.plot(steps, [np.mean([c[s] for c in curves]) * 100 for s in steps], label=name)
+        ax2.plot(steps, [np.mean([c[s] for c in curves]) * scale for s in steps], label=name)
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel(f"{key_metric} x100 (mean over runs)")
+    ax2.set_ylabel(f"{key_metric}{unit} (mean over runs)")
     ax2.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -403,7 +440,7 @@ def report(
     rows = summarise(records, metrics, grid["key_metric"], baseline, order or list(grid["variants"]))
     table = format_table(rows, metrics, grid["key_metric"], baseline)
     if any(grid["key_metric"] in r.last for r in rows):  # not when every run failed
-        plot_summary(rows, records, grid["key_metric"], out / "summary.png")
+        plot_summary(rows, records, grid["key_metric"], out / "summary.png", baseline)
     extras = sorted({r.extra for r in records} - {"{}"})
     text = (
         f"Grid `{grid['name']}`, preset `{preset}`, MLflow store(s) "

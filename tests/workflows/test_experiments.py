@@ -17,7 +17,16 @@ import pytest
 
 from workflows import figures
 from workflows.grid import Job, load_grid, plan, preset_variants, tracking_uri
-from workflows.results import RunRecord, format_table, latest_per_job, merge_uris, paired_table, summarise
+from workflows.results import (
+    RunRecord,
+    format_table,
+    latest_per_job,
+    merge_uris,
+    paired_deltas,
+    paired_table,
+    plot_summary,
+    summarise,
+)
 from workflows.run_experiments import main
 from workflows.runner import job_costs, longest_first, mlflow_server
 
@@ -143,6 +152,21 @@ def test_the_per_pair_table_follows_each_variant_to_its_own_baseline_and_is_empt
     assert rows == [["A+SRB", "A", "2", "+10.00 ± 0.00", "−20.00 ± 0.00"],
                     ["B+SRB", "B", "2", "−10.00 ± 0.00", "+10.00 ± 0.00"]]
     assert paired_table(records, ["val_mean_iou"], "val_mean_iou", None) == ""
+
+
+def test_the_summary_figure_is_a_forest_plot_of_the_paired_differences(tmp_path):
+    # the pairs of the per-pair table: same (seed, fold), both FINISHED; a lone or failed run is no pair
+    records = [_record("U-Net", s, f, [0.5, 0.80]) for s in range(2) for f in range(2)]
+    records += [_record("SRB", s, f, [0.5, 0.80 + d]) for (s, f), d in zip([(0, 0), (0, 1), (1, 0), (1, 1)],
+                                                                         [0.01, -0.02, 0.03, 0.0])]
+    records += [_record("SRB", 5, 0, [0.1]), _record("U-Net", 6, 0, [0.1], status="FAILED")]
+    deltas = paired_deltas(records, "val_mean_iou", "U-Net", ["U-Net", "SRB"])
+    assert list(deltas) == ["SRB"] and deltas["SRB"][0] == "U-Net"
+    assert deltas["SRB"][1] == pytest.approx([0.01, -0.02, 0.03, 0.0])
+    rows = summarise(records, ["val_mean_iou"], "val_mean_iou", "U-Net", ["U-Net", "SRB"])
+    plot_summary(rows, records, "val_mean_iou", tmp_path / "summary.png", "U-Net")
+    plot_summary(rows, records, "val_mean_iou", tmp_path / "unpaired.png")  # no baseline: said on the panel
+    assert (tmp_path / "summary.png").stat().st_size > 0 and (tmp_path / "unpaired.png").stat().st_size > 0
 
 
 def test_a_difference_smaller_than_its_spread_is_inside_the_noise():
