@@ -49,7 +49,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-from monai_srb.blocks.factory import ATTENTION_BLOCKS, block_names, make_block
+from monai_srb.blocks.factory import block_names, block_transform, make_block
 from monai_srb.blocks.spectral_residual import SpectralResidualBlock
 
 __all__ = [
@@ -227,8 +227,8 @@ def build_block(
     Raises:
         ValueError: as :func:`make_block`, e.g. for a ``reduction`` that does not divide ``channels``.
     """
-    if name in ATTENTION_BLOCKS:  # sized by their input alone, without 1x1 conv groups
-        return make_block(name, spatial_dims, channels)
+    if block_transform(name) is None:  # not an SRB: no 1x1 conv groups or bottleneck ratio of ours to set
+        return make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims)
     widths = {} if reduction is None else {"reduction": reduction}
     return make_block(name, spatial_dims, channels, spatial_size=(size,) * spatial_dims, groups=groups, **widths)
 
@@ -343,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     shape = (1, args.channels) + (args.size,) * args.spatial_dims
     try:
-        if any(name not in ATTENTION_BLOCKS for name in args.blocks):
+        if any(block_transform(name) is not None for name in args.blocks):
             _check_srb_widths(args.channels, args.reduction, args.groups)
         reports = {
             name: count_complexity(

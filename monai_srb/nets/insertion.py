@@ -9,16 +9,11 @@ import torch
 from monai.utils import look_up_option
 from torch import nn
 
-from monai_srb.blocks.double_attention import DoubleAttentionBlock
-from monai_srb.blocks.factory import block_names, make_block
-from monai_srb.blocks.nonlocal_block import NonLocalBlock
-from monai_srb.blocks.spectral_residual import SpectralResidualBlock
+from monai_srb.blocks.factory import block_names, is_block, make_block
 
 __all__ = ["InsertedBlock", "insert_blocks", "POSITIONS"]
 
 POSITIONS = ("before", "after")
-# Blocks whose insides are never points: inside an SRB the probe sees spectra, not feature maps.
-_BLOCK_TYPES = (SpectralResidualBlock, NonLocalBlock, DoubleAttentionBlock)
 
 
 class InsertedBlock(nn.Module):
@@ -188,6 +183,142 @@ def _deepest_point(records: dict[str, _Record], spatial_dims: int) -> str | None
     return best_name
 
 
+def _block_paths(modules: dict[str, nn.Module]) -> list[str]:
+    """
+    The names of the blocks already in a network: its registered blocks (SRBs, non-local, A2, ...) and the
+    ``block`` of each :class:`InsertedBlock`. Their insides are never points: inside an SRB the probe sees
+    spectra, not feature maps.
+    """
+    inserted = [f"{n}.block" for n, m in modules.items() if isinstance(m, InsertedBlock)]
+    return [n for n, m in modules.items() if n and is_block(m)] + inserted
+
+
+def _check_points(network: nn.Module, modules: dict[str, nn.Module], names: list[str] | None) -> None:
+    """The checks of ``insert_blocks``'s ``points`` that need no probe; see its Raises."""
+    blocks = _block_paths(modules)
+    inserted = [n for n, m in modules.items() if isinstance(m, InsertedBlock)]
+    if names is None:
+        if inserted:
+            raise ValueError(
+                f"insert_blocks(points=None): {type(network).__name__} already holds blocks inserted at {inserted} "
+                "(insert_blocks called twice, e.g. a re-run notebook cell?); points=None inserts the first block "
+                "only, name the points explicitly to add more."
+            )
+        return
+    nested = [n for n in names if any(n.startswith(f"{b}.") for b in blocks)]
+    if nested:
+        raise ValueError(
+            f"cannot insert a block inside another block: {nested} lie inside the blocks at "
+            f"{[b for b in blocks if any(n.startswith(f'{b}.') for n in nested)]}."
+        )
+    for name in names:
+        if name == "" or name not in modules:
+            valid = [n for n in modules if n][:8]
+            raise ValueError(
+                f"point {name!r} is not a submodule of {type(network).__name__}; valid names are those of "
+                f"network.named_modules() except '', e.g. {valid}."
+            )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"points must name each submodule once, got {repeated} more than once.")
+
+
+def _example_tensor(network: nn.Module, example_input: torch.Tensor | Sequence[int] | None) -> torch.Tensor:
+    """``example_input``, checked, as the probe's input: the tensor, or zeros of the shape on the network's device."""
+    if example_input is None:
+        raise ValueError(
+            "insert_blocks needs example_input (a tensor or an input shape such as (1, 1, 64, 64)) to probe "
+            "the channels and spatial size at each point, got None."
+        )
+    if not isinstance(example_input, torch.Tensor):
+        shape = list(example_input)
+        if not all(isinstance(s, int) and s > 0 for s in shape):
+            raise ValueError(f"example_input as a shape must hold positive ints, got {example_input}.")
+        param = next(network.parameters(), None)
+        example_input = torch.zeros(
+            shape,
+            device=None if param is None else param.device,
+            dtype=None if param is None or not param.is_floating_point() else param.dtype,
+        )
+    if example_input.ndim not in (4, 5):
+        raise ValueError(
+            "example_input must be (batch, in_channels, *spatial) with 2 or 3 spatial dims, "
+            f"got shape {list(example_input.shape)}."
+        )
+    return example_input
+
+
+def _find_points(
+    network: nn.Module,
+    points: str | Sequence[str] | None,
+    position: str,
+    example_input: torch.Tensor | Sequence[int] | None,
+) -> dict[str, _Record]:
+    """
+    Where :func:`insert_blocks` puts its blocks: the points, checked (see its docstring for the rule of
+    ``points=None`` and the checks), each with the probe's record of the map its block sees; in the order of
+    ``points``, none for an empty sequence. ``network`` is left as it was.
+    """
+    names = [points] if isinstance(points, str) else None if points is None else list(points)
+    if names is not None and not names:
+        return {}
+    modules = dict(network.named_modules())
+    _check_points(network, modules, names)
+    x = _example_tensor(network, example_input)
+    spatial_dims = x.ndim - 2
+    blocks = _block_paths(modules)
+    candidates = [n for n in modules if n and not any(n == b or n.startswith(f"{b}.") for b in blocks)]
+    records = _probe(network, candidates if names is None else names, position, x)
+    if names is None:
+        deepest = _deepest_point(records, spatial_dims)
+        if deepest is None:
+            raise ValueError(
+                f"no submodule of {type(network).__name__} sees a (batch, channels, *spatial) map with "
+                f"{spatial_dims} spatial dims {position} it for example_input of shape {list(x.shape)}; name "
+                "the points explicitly."
+            )
+        names = [deepest]
+    for name in names:
+        problem = records.get(name, _Record(-1)).problem(spatial_dims)
+        if problem is not None:
+            raise ValueError(f"cannot insert a block {position} point {name!r}: it {problem}.")
+    return {name: records[name] for name in names}
+
+
+def _build_blocks(records: dict[str, _Record], block: str, block_args: dict[str, Any]) -> dict[str, nn.Module]:
+    """One new block per point, sized by its probed shape, on the device and float dtype the probe saw there."""
+    explicit_size = "spatial_size" in block_args
+    block_args = dict(block_args)
+    spatial_size = block_args.pop("spatial_size", None)
+    blocks = {}
+    for name, record in records.items():
+        shape = record.shapes[0]
+        assert shape is not None
+        new_block = make_block(
+            block, len(shape) - 2, shape[1], spatial_size=spatial_size if explicit_size else list(shape[2:]),
+            **block_args,
+        )
+        if record.dtype is not None and record.dtype.is_floating_point:
+            new_block.to(device=record.device, dtype=record.dtype)
+        else:
+            new_block.to(device=record.device)
+        blocks[name] = new_block
+    return blocks
+
+
+def _wrap(network: nn.Module, blocks: dict[str, nn.Module], position: str) -> None:
+    """Replace each point of ``blocks`` by an :class:`InsertedBlock` of it and its block, in its train/eval mode."""
+    # Modules are looked up before any replacement, so nested points ("layer4", "layer4.0") both work.
+    modules = dict(network.named_modules())
+    for name, new_block in blocks.items():
+        original = modules[name]
+        new_block.train(original.training)
+        wrapper = InsertedBlock(original, new_block, position, point=name)
+        wrapper.training = original.training
+        parent_name, _, child_name = name.rpartition(".")
+        setattr(modules[parent_name], child_name, wrapper)
+
+
 def insert_blocks(
     network: nn.Module,
     points: str | Sequence[str] | None = None,
@@ -216,8 +347,9 @@ def insert_blocks(
     (``"after"``: ``"layer4"`` rather than ``"layer4.2.bn3"`` in a ``ResNet``, ``"features"`` (after ``norm5``)
     in a ``DenseNet121``, ``"down_4"`` in a ``BasicUNet``). The rule follows the tensors, not the architecture's
     intent: ``"before"`` in a ``ResNet`` it picks ``"layer4.0.bn3"``; name the points when the place matters.
-    Blocks already in the network (SRBs, non-local and A2 blocks, e.g. ``SRBUNet``'s) and their insides are
-    never candidates. A network that already holds an :class:`InsertedBlock` is refused with ``points=None``:
+    Blocks already in the network (the registered blocks of :func:`monai_srb.blocks.factory.is_block`: SRBs,
+    non-local and A2 blocks, e.g. ``SRBUNet``'s, and any of ``register_block``) and their insides are never
+    candidates. A network that already holds an :class:`InsertedBlock` is refused with ``points=None``:
     a second call, e.g. a re-run notebook cell, would silently stack a second block; name the points to add
     blocks on purpose. A named point inside a block is refused whatever ``points`` is.
 
@@ -226,7 +358,8 @@ def insert_blocks(
         points: dotted submodule names as listed by ``network.named_modules()`` (e.g. ``"layer4"``,
             ``"features.denseblock4"``), one name or several; ``None`` for the deepest feature map; an empty
             sequence inserts nothing.
-        block: ``"srb_fft"``, ``"srb_aom"``, ``"srb_dct"``, ``"nonlocal"`` or ``"double_attention"``, see
+        block: a block name of :data:`monai_srb.blocks.factory.BLOCK_TYPES` (``"srb_fft"``, ``"srb_aom"``,
+            ``"srb_dct"``, ``"nonlocal"``, ``"double_attention"``, or one of ``register_block``), see
             :func:`monai_srb.blocks.factory.make_block`.
         position: ``"before"`` (the block sees the submodule's first input) or ``"after"`` (its output).
         example_input: a tensor the network accepts, in shape (batch, in_channels, *spatial) with 2 or 3
@@ -249,98 +382,6 @@ def insert_blocks(
     """
     position = look_up_option(position, POSITIONS)
     block = look_up_option(block, block_names())
-    names = [points] if isinstance(points, str) else None if points is None else list(points)
-    if names is not None and not names:
-        return network
-
-    modules = dict(network.named_modules())
-    inserted = [n for n, m in modules.items() if isinstance(m, InsertedBlock)]
-    blocks = [n for n, m in modules.items() if n and isinstance(m, _BLOCK_TYPES)] + [f"{n}.block" for n in inserted]
-    if names is None and inserted:
-        raise ValueError(
-            f"insert_blocks(points=None): {type(network).__name__} already holds blocks inserted at {inserted} "
-            "(insert_blocks called twice, e.g. a re-run notebook cell?); points=None inserts the first block only, "
-            "name the points explicitly to add more."
-        )
-    if names is not None:
-        nested = [n for n in names if any(n.startswith(f"{b}.") for b in blocks)]
-        if nested:
-            raise ValueError(
-                f"cannot insert a block inside another block: {nested} lie inside the blocks at "
-                f"{[b for b in blocks if any(n.startswith(f'{b}.') for n in nested)]}."
-            )
-        for name in names:
-            if name == "" or name not in modules:
-                valid = [n for n in modules if n][:8]
-                raise ValueError(
-                    f"point {name!r} is not a submodule of {type(network).__name__}; valid names are those of "
-                    f"network.named_modules() except '', e.g. {valid}."
-                )
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        if repeated:
-            raise ValueError(f"points must name each submodule once, got {repeated} more than once.")
-
-    if example_input is None:
-        raise ValueError(
-            "insert_blocks needs example_input (a tensor or an input shape such as (1, 1, 64, 64)) to probe "
-            "the channels and spatial size at each point, got None."
-        )
-    if not isinstance(example_input, torch.Tensor):
-        shape = list(example_input)
-        if not all(isinstance(s, int) and s > 0 for s in shape):
-            raise ValueError(f"example_input as a shape must hold positive ints, got {example_input}.")
-        param = next(network.parameters(), None)
-        example_input = torch.zeros(
-            shape,
-            device=None if param is None else param.device,
-            dtype=None if param is None or not param.is_floating_point() else param.dtype,
-        )
-    if example_input.ndim not in (4, 5):
-        raise ValueError(
-            "example_input must be (batch, in_channels, *spatial) with 2 or 3 spatial dims, "
-            f"got shape {list(example_input.shape)}."
-        )
-    spatial_dims = example_input.ndim - 2
-
-    candidates = [n for n in modules if n and not any(n == b or n.startswith(f"{b}.") for b in blocks)]
-    records = _probe(network, candidates if names is None else names, position, example_input)
-    if names is None:
-        deepest = _deepest_point(records, spatial_dims)
-        if deepest is None:
-            raise ValueError(
-                f"no submodule of {type(network).__name__} sees a (batch, channels, *spatial) map with "
-                f"{spatial_dims} spatial dims {position} it for example_input of shape "
-                f"{list(example_input.shape)}; name the points explicitly."
-            )
-        names = [deepest]
-    for name in names:
-        record = records.get(name, _Record(-1))
-        problem = record.problem(spatial_dims)
-        if problem is not None:
-            raise ValueError(f"cannot insert a block {position} point {name!r}: it {problem}.")
-
-    explicit_size = "spatial_size" in block_args
-    spatial_size = block_args.pop("spatial_size", None)
-    for name in names:
-        record = records[name]
-        shape = record.shapes[0]
-        assert shape is not None
-        new_block = make_block(
-            block,
-            spatial_dims,
-            shape[1],
-            spatial_size=spatial_size if explicit_size else list(shape[2:]),
-            **block_args,
-        )
-        if record.dtype is not None and record.dtype.is_floating_point:
-            new_block.to(device=record.device, dtype=record.dtype)
-        else:
-            new_block.to(device=record.device)
-        # Modules are looked up before any replacement, so nested points ("layer4", "layer4.0") both work.
-        original = modules[name]
-        new_block.train(original.training)
-        wrapper = InsertedBlock(original, new_block, position, point=name)
-        wrapper.training = original.training
-        parent_name, _, child_name = name.rpartition(".")
-        setattr(modules[parent_name], child_name, wrapper)
+    records = _find_points(network, points, position, example_input)
+    _wrap(network, _build_blocks(records, block, block_args), position)
     return network
