@@ -8,6 +8,7 @@ monai_srb: Spectral Residual Blocks (Li et al., ICME 2020) for MONAI.
   ``insert_blocks`` for any MONAI network.
 - :mod:`monai_srb.data`: checked data lists, seeded splits and synthetic data sets for the bundles.
 - :mod:`monai_srb.metrics`: the paper's scores that MONAI lacks.
+- :mod:`monai_srb.utils`: the size rules every subpackage checks its arguments and inputs with.
 - :mod:`monai_srb.handlers`: Ignite/MLflow training glue.
 - :mod:`monai_srb.bundle_config`: what the bundle configs call before they build anything.
 - :mod:`monai_srb.bundle_helpers`: the named functions behind the bundle configs' data, loss, DDP and run steps.

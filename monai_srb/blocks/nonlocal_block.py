@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from monai.networks.layers.factories import Conv, Pool
 from torch import nn
 
-from monai_srb.blocks._scaffold import check_block_input, inner_width, zero_init_tail
-from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims
+from monai_srb.blocks._block_parts import check_block_input, inner_width, zero_init_tail
+from monai_srb.utils.sizes import check_positive_int, check_spatial_dims
 
 __all__ = ["NonLocalBlock"]
 

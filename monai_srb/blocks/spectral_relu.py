@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from monai_srb.spectral.base import FrequencyGrid
-from monai_srb.spectral.sizes import check_spatial_size
+from monai_srb.utils.sizes import check_spatial_size
 
 __all__ = ["SpectralReLU"]
 

@@ -8,12 +8,12 @@ import torch
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
-from monai_srb.blocks._scaffold import check_block_input
+from monai_srb.blocks._block_parts import check_block_input
 from monai_srb.blocks.pointwise import GroupedPointwiseConv
 from monai_srb.blocks.spectral_relu import SpectralReLU
 from monai_srb.spectral.base import FrequencyGrid
 from monai_srb.spectral.registry import TransformSpec, create_transform, transform_class
-from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
+from monai_srb.utils.sizes import check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SpectralResidualBlock", "SpectralSubNetwork", "DEFAULT_SPECTRAL_SIZE"]
 

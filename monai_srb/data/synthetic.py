@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from monai_srb.data.chestxray14 import CHESTXRAY14_CLASSES, CHESTXRAY14_HEADER, NO_FINDING
+from monai_srb.utils.sizes import check_min_size, check_multiple_of, check_positive_int, check_spatial_size
 
 __all__ = [
     "SYNTHETIC_LABELS",
@@ -182,8 +183,9 @@ def write_synthetic_chestxray14(
     """
     if num_samples < 2:
         raise ValueError(f"num_samples must be at least 2 (one training and one validation image), got {num_samples}.")
-    if image_size < 32 or image_size % 8:
-        raise ValueError(f"image_size must be a multiple of 8 of at least 32, got {image_size}.")
+    check_positive_int(image_size, "image_size")
+    check_multiple_of(image_size, 8, "image_size", "an 8 x 8 grid of cells of whole pixels")
+    check_min_size(image_size, 32, "image_size", "grid cells of at least 4 pixels")
     params = {
         "kind": "chestxray14", "format_version": _FORMAT_VERSION, "num_samples": num_samples,
         "image_size": image_size, "seed": seed, "positive_rate": positive_rate, "decoy_rate": decoy_rate,
@@ -345,11 +347,12 @@ def make_synthetic_skin_lesions(
         ``root`` as a str, for use as a bundle's ``dataset_dir``.
 
     Raises:
-        ValueError: when ``num_samples`` < 1 or a side of ``image_size`` is below 16.
+        ValueError: when ``num_samples`` < 1, or ``image_size`` is not one or two positive ints of at least 16.
     """
-    height, width = (image_size, image_size) if isinstance(image_size, int) else (int(s) for s in image_size)
-    if num_samples < 1 or min(height, width) < 16:
-        raise ValueError(f"need num_samples >= 1 and image sides >= 16, got {num_samples} and {image_size}.")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be at least 1, got {num_samples}.")
+    height, width = check_spatial_size(image_size, 2, "image_size")
+    check_min_size(image_size, 16, "image_size")
     params = {
         "kind": "skin_lesions", "format_version": _FORMAT_VERSION, "num_samples": num_samples,
         "image_size": [height, width], "seed": seed,
@@ -452,10 +455,12 @@ def make_synthetic_decathlon(
         ``root`` as a str, for use as a bundle's data folder.
 
     Raises:
-        ValueError: when ``num_train`` < 1, ``num_test`` < 0 or ``size`` < 16.
+        ValueError: when ``num_train`` < 1, ``num_test`` < 0 or ``size`` is not an int of at least 16.
     """
-    if num_train < 1 or num_test < 0 or size < 16:
-        raise ValueError(f"need num_train >= 1, num_test >= 0 and size >= 16, got {num_train}, {num_test}, {size}.")
+    if num_train < 1 or num_test < 0:
+        raise ValueError(f"need num_train >= 1 and num_test >= 0, got {num_train} and {num_test}.")
+    check_positive_int(size, "size")
+    check_min_size(size, 16, "size")
     params = {
         "kind": "decathlon", "format_version": _FORMAT_VERSION, "num_train": num_train, "num_test": num_test,
         "size": size, "seed": seed,

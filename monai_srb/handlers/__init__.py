@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from monai_srb.handlers.cam import GradCAMHandler
-from monai_srb.handlers.checkpoint_saver import SRBCheckpointSaver
+from monai_srb.handlers.checkpoint_saver import AtomicCheckpointSaver, SRBCheckpointSaver
 from monai_srb.handlers.final_evaluation import FinalEvaluationHandler
 from monai_srb.handlers.head_circumference_error import HeadCircumferenceErrorHandler
 from monai_srb.handlers.image_handler import ImageSavingHandler
@@ -26,6 +26,7 @@ from monai_srb.handlers.tracking_store import (
 )
 
 __all__ = [
+    "AtomicCheckpointSaver",
     "CHECKPOINT_SHA256_TAG",
     "PROCESS_RUN_NAME",
     "RUN_ID_STATE_KEY",

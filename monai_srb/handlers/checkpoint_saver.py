@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine
 from monai.handlers import CheckpointSaver
 
-__all__ = ["SRBCheckpointSaver"]
+__all__ = ["AtomicCheckpointSaver", "SRBCheckpointSaver"]
 
 
-class SRBCheckpointSaver(CheckpointSaver):
+class AtomicCheckpointSaver(CheckpointSaver):
     """
     :class:`monai.handlers.CheckpointSaver` that
 
@@ -84,3 +85,23 @@ class SRBCheckpointSaver(CheckpointSaver):
             self.adopt_existing(engine)
             self._adopted = True
         super().interval_completed(engine)
+
+
+class SRBCheckpointSaver(AtomicCheckpointSaver):
+    """
+    Deprecated name of :class:`AtomicCheckpointSaver`, which says what it adds to MONAI's saver; kept for one
+    release so that a bundle of one's own naming ``SRBCheckpointSaver`` still runs; it warns when built.
+
+    Args:
+        args: the arguments of :class:`AtomicCheckpointSaver`.
+        kwargs: the arguments of :class:`AtomicCheckpointSaver`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        warnings.warn(
+            "SRBCheckpointSaver is deprecated and will be removed in the next release; use AtomicCheckpointSaver "
+            "(monai_srb.handlers.AtomicCheckpointSaver), the same class.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)

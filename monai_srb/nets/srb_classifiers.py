@@ -11,9 +11,14 @@ from monai.networks.nets.resnet import ResNetBottleneck, get_inplanes
 from torch import nn
 
 from monai_srb.blocks.factory import check_block
-from monai_srb.nets.input_size import check_input_size
 from monai_srb.nets.insertion import insert_blocks
-from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
+from monai_srb.utils.sizes import (
+    check_input_size,
+    check_min_size,
+    check_positive_int,
+    check_spatial_dims,
+    check_spatial_size,
+)
 
 __all__ = ["SRBDenseNet121", "SRBResNet50"]
 
@@ -244,10 +249,10 @@ class SRBDenseNet121(DenseNet121):
         super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels)
         self.spatial_dims = spatial_dims
         self.min_input_size = _min_input_size(self.features)
-        if spatial_size is not None and min(probe_shape[2:]) < self.min_input_size:
-            raise ValueError(
-                f"spatial_size is the input image size, and DenseNet-121 needs at least {self.min_input_size} "
-                f"per spatial dim (its five halvings leave no position below that), got {spatial_size!r}."
+        if spatial_size is not None:
+            check_min_size(
+                spatial_size, self.min_input_size, "spatial_size (the input image size)",
+                "DenseNet-121 halves it five times, which leaves no position below that",
             )
         _insert_after_stages(self, probe_shape, srb_after, block, spatial_size, block_args)
 

@@ -14,8 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from monai_srb.blocks.factory import check_block, make_block
-from monai_srb.nets.input_size import check_input_size
-from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
+from monai_srb.utils.sizes import check_input_size, check_positive_int, check_spatial_dims, check_spatial_size
 
 __all__ = ["SRBSPMNet", "SimpleParallelModule", "dilate_resnet_", "OUTPUT_STRIDE"]
 

@@ -14,8 +14,13 @@ from monai.utils import ensure_tuple, ensure_tuple_rep, look_up_option
 from torch import nn
 
 from monai_srb.blocks.factory import check_block, make_block
-from monai_srb.nets.input_size import check_input_size
-from monai_srb.spectral.sizes import check_positive_int, check_spatial_dims, check_spatial_size
+from monai_srb.utils.sizes import (
+    check_input_size,
+    check_multiple_of,
+    check_positive_int,
+    check_spatial_dims,
+    check_spatial_size,
+)
 
 __all__ = ["SRBUNet", "SRB_POSITIONS", "PAPER_UNET_FEATURES", "UNET_NORMS", "unet_norm"]
 
@@ -122,7 +127,7 @@ class SRBUNet(BasicUNet):
             ``"srb_aom"``, whose matrices are sized for the map at each position, and the network then
             takes only that input size; for ``"srb_fft"`` / ``"srb_dct"`` it gives the grid the spectral
             ReLU's ``W``, ``B`` are stored on at each position (default: the block's own default grid,
-            resampled to any input). Must be divisible by 16 (8 for U-Net*).
+            resampled to any input). Every side must be a multiple of 16 (8 for U-Net*).
         unet_args: further :class:`~monai.networks.nets.BasicUNet` arguments (``act``, ``norm``, ``bias``,
             ``dropout``, ``upsample``); kept apart from ``block_args`` because the blocks have a ``norm``
             of their own.
@@ -146,7 +151,7 @@ class SRBUNet(BasicUNet):
     Raises:
         ValueError: on a ``spatial_dims`` other than 2 or 3 (an int), an ``in_channels`` or ``out_channels``
             below 1, an unknown or repeated position, a ``spatial_size`` with the wrong number of
-            entries, not divisible by 16 (8 for U-Net*) or too small for the deepest map's instance norm,
+            entries, not a multiple of 16 (8 for U-Net*) or too small for the deepest map's instance norm,
             ``block="srb_aom"`` without ``spatial_size``, and whatever
             :func:`~monai_srb.blocks.factory.make_block` and the blocks raise (unknown block name, bad block
             arguments); in ``forward``, on an input below ``min_input_size`` along a spatial dim or whose
@@ -180,11 +185,9 @@ class SRBUNet(BasicUNet):
         size: list[int] | None = None
         if spatial_size is not None:
             size = check_spatial_size(spatial_size, spatial_dims)
-            if any(s < 1 or s % 2**depth for s in size):
-                raise ValueError(
-                    f"spatial_size must be positive and divisible by {2 ** depth} "
-                    f"({'U-Net*' if unet_star else 'U-Net'}: {depth} max-poolings), got {spatial_size!r}."
-                )
+            check_multiple_of(
+                spatial_size, 2**depth, "spatial_size", f"{'U-Net*' if unet_star else 'U-Net'}: {depth} max-poolings"
+            )
         self.srb_positions = positions
         self.unet_star = unet_star
 

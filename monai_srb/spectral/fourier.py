@@ -10,7 +10,7 @@ from monai.utils import look_up_option
 from monai_srb.spectral._fft_autograd import irfftn_interleaved, mirror_weight, rfftn_interleaved
 from monai_srb.spectral.base import FrequencyGrid, SpectralTransform
 from monai_srb.spectral.matrix_transform import mode_product
-from monai_srb.spectral.sizes import check_spatial_dims
+from monai_srb.utils.sizes import check_spatial_dims
 
 __all__ = ["FFT_IMPLS", "FourierGrid", "FourierTransform", "dft_matrices"]
 

@@ -10,7 +10,7 @@ import math
 import torch
 
 from monai_srb.spectral.base import SpectralTransform
-from monai_srb.spectral.sizes import check_spatial_dims
+from monai_srb.utils.sizes import check_spatial_dims
 
 __all__ = ["IdentityTransform"]
 

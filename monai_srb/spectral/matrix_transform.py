@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from monai_srb.spectral.base import SpectralTransform
-from monai_srb.spectral.sizes import check_spatial_size
+from monai_srb.utils.sizes import check_spatial_size
 
 __all__ = ["SeparableMatrixTransform", "mode_product"]
 

@@ -78,7 +78,7 @@ GRIDS = sorted((Path(__file__).resolve().parents[2] / "workflows" / "grids").glo
 MAX_EXPRESSION = 100
 # handlers that write (logs, MLflow, checkpoints, figures): the main process only, under DDP too
 WRITERS = {
-    "SRBMLFlowHandler", "StatsHandler", "ignite.handlers.ProgressBar", "SRBCheckpointSaver",
+    "SRBMLFlowHandler", "StatsHandler", "ignite.handlers.ProgressBar", "AtomicCheckpointSaver",
     "SegmentationOverlayHandler", "GradCAMHandler",
 }
 # handler ids that runs and grids override by name

@@ -62,8 +62,10 @@ def test_chestxray14_findings_need_both_halves(tmp_path):
 
 
 def test_chestxray14_rejects_bad_sizes(tmp_path):
-    with pytest.raises(ValueError, match="multiple of 8"):
+    with pytest.raises(ValueError, match=r"image_size must be a multiple of 8 per spatial dim \(.*\), got 30\."):
         write_synthetic_chestxray14(tmp_path, num_samples=4, image_size=30)
+    with pytest.raises(ValueError, match=r"image_size must be at least 32 per spatial dim \(.*\), got 24\."):
+        write_synthetic_chestxray14(tmp_path, num_samples=4, image_size=24)
     with pytest.raises(ValueError, match="at least 2"):
         write_synthetic_chestxray14(tmp_path, num_samples=1)
 
@@ -91,10 +93,32 @@ def test_skin_lesions_are_deterministic_and_need_context(tmp_path):
     assert Image.open(Path(make_synthetic_skin_lesions(tmp_path / "d", 1, 32)) / first).size == (32, 32)
 
 
-@pytest.mark.parametrize("num_samples,image_size", [(0, 32), (2, 8), (2, (32, 12))])
-def test_skin_lesions_reject_bad_arguments(tmp_path, num_samples, image_size):
-    with pytest.raises(ValueError, match="num_samples"):
+@pytest.mark.parametrize(
+    "num_samples,image_size,message",
+    [
+        (0, 32, r"num_samples must be at least 1, got 0\."),
+        (2, 8, r"image_size must be at least 16 per spatial dim, got 8\."),
+        (2, (32, 12), r"image_size must be at least 16 per spatial dim, got \(32, 12\)\."),
+        (2, (32, 32, 32), r"image_size must be one positive int or 2 positive ints .*\(3 entries\)"),
+        (2, 32.0, r"image_size must be one positive int or 2 positive ints .*got 32\.0 \(float\)"),
+    ],
+)
+def test_skin_lesions_reject_bad_arguments(tmp_path, num_samples, image_size, message):
+    with pytest.raises(ValueError, match=message):
         make_synthetic_skin_lesions(tmp_path, num_samples=num_samples, image_size=image_size)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"num_train": 0}, r"need num_train >= 1 and num_test >= 0, got 0 and 1\."),
+        ({"size": 8}, r"size must be at least 16 per spatial dim, got 8\."),
+        ({"size": 16.5}, r"size must be a positive int, got 16\.5 \(float\)\."),
+    ],
+)
+def test_decathlon_rejects_bad_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_synthetic_decathlon(tmp_path, **{"num_train": 2, "num_test": 1, "size": 16, **kwargs})
 
 
 def test_decathlon_set_is_msd_format_and_deterministic(tmp_path):

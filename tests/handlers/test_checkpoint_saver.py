@@ -8,7 +8,7 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_srb.handlers import SRBCheckpointSaver
+from monai_srb.handlers import AtomicCheckpointSaver, SRBCheckpointSaver
 
 
 def _trainer(max_epochs: int, resume_epoch: int = 0) -> Engine:
@@ -18,9 +18,9 @@ def _trainer(max_epochs: int, resume_epoch: int = 0) -> Engine:
     return trainer
 
 
-def _saver(save_dir: Path, n_saved: int | None) -> SRBCheckpointSaver:
+def _saver(save_dir: Path, n_saved: int | None) -> AtomicCheckpointSaver:
     net = torch.nn.Linear(2, 1)
-    return SRBCheckpointSaver(
+    return AtomicCheckpointSaver(
         save_dir=str(save_dir), save_dict={"network": net, "optimizer": torch.optim.SGD(net.parameters(), lr=0.1)},
         save_interval=1, epoch_level=True, n_saved=n_saved,
     )
@@ -78,3 +78,10 @@ def test_checkpoints_already_on_disk_count_towards_n_saved(
     expected = [[f"checkpoint_epoch={k}.pt" for k in epochs] + ["model.pt"] for epochs in (after_first_save, at_end)]
     assert [seen[0], seen[-1]] == expected
     assert ("checkpoint_epoch=5.pt" in caplog.text) == (on_disk == [1, 2, 3, 4, 5])
+
+
+def test_the_old_name_still_builds_the_saver_and_warns(tmp_path):
+    net = torch.nn.Linear(2, 1)
+    with pytest.warns(DeprecationWarning, match=r"SRBCheckpointSaver is deprecated .*use AtomicCheckpointSaver"):
+        saver = SRBCheckpointSaver(save_dir=str(tmp_path), save_dict={"network": net}, save_interval=1)
+    assert isinstance(saver, AtomicCheckpointSaver)

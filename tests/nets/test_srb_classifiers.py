@@ -99,7 +99,8 @@ BAD_ARGS = [
     (SRBResNet50, {"spatial_dims": "2"}, r"spatial_dims must be 2 or 3 \(an int\), got '2' \(str\)"),
     (SRBDenseNet121, {"in_channels": 0}, r"in_channels must be a positive int, got 0"),
     (SRBResNet50, {"out_channels": 0}, r"out_channels must be a positive int, got 0"),
-    (SRBDenseNet121, {"spatial_size": 16}, r"input image size, and DenseNet-121 needs at least 29 .*got 16"),
+    (SRBDenseNet121, {"spatial_size": 16},
+     r"spatial_size \(the input image size\) must be at least 29 per spatial dim \(DenseNet-121 .*got 16\."),
     (SRBDenseNet121, {"spatial_size": (64, 28)}, r"at least 29 .*got \(64, 28\)"),
     (SRBDenseNet121, {"spatial_size": 16.7}, r"spatial_size .*got 16.7 \(float\)"),
 ]

@@ -1,6 +1,6 @@
 """
-What the attention blocks (non-local, A^2) share around their attention: default widths, the output tail that
-makes them the identity at initialisation, and the check of their input.
+The parts the blocks share around their own computation: the attention blocks' (non-local, A^2) default widths
+and the output tail that makes them the identity at initialisation, and every block's check of its input.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from monai.networks.layers.factories import Conv
 from monai.networks.layers.utils import get_norm_layer
 from torch import nn
 
-from monai_srb.spectral.sizes import check_positive_int
+from monai_srb.utils.sizes import check_positive_int
 
 __all__ = ["check_block_input", "inner_width", "zero_init_tail"]
 

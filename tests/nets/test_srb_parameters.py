@@ -1,4 +1,4 @@
-"""init_srbs and param_groups: the SRB knobs grids set through the bundles (monai_srb.nets.tuning)."""
+"""init_srbs and param_groups: the SRB knobs grids set through the bundles (monai_srb.nets.srb_parameters)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,15 @@ def test_a_network_without_srbs_gives_one_group():
     net = SRBUNet(2, 3, 2, features=(4, 4, 4, 4, 4, 4), srb_positions=())
     (group,) = param_groups(net, 1e-3, spectral_lr_mult=10.0)
     assert len(group["params"]) == len(list(net.parameters())) and "lr" not in group
+
+
+def test_the_old_module_warns_and_holds_the_same_functions():
+    import importlib
+    import sys
+
+    from monai_srb.nets import srb_parameters
+
+    sys.modules.pop("monai_srb.nets.tuning", None)
+    with pytest.warns(DeprecationWarning, match=r"monai_srb.nets.tuning is deprecated"):
+        tuning = importlib.import_module("monai_srb.nets.tuning")
+    assert tuning.init_srbs is srb_parameters.init_srbs and tuning.param_groups is srb_parameters.param_groups
