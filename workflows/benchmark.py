@@ -539,8 +539,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         targets = compiled_targets(compiled)
         limits = {k: float(k.rsplit("<= ", 1)[1].rstrip(")")) for k in targets}
         missed = any(v > limits[k] for k, v in targets.items())
-        profile = (compiled_profile(size, c2d, args.batch, device, args.backend, warmup=args.warmup, repeats=args.repeats)
-                   if missed else None)
+        profile = None
+        if missed:
+            profile = compiled_profile(size, c2d, args.batch, device, args.backend, warmup=args.warmup,
+                                       repeats=args.repeats)
         print("\n" + write_compiled(compiled, args.out, profile))
         if profile:
             print("\n" + profile)

@@ -52,7 +52,9 @@ class PadWhenNeededUpCat(UpCat):
             x_e: optional features from the encoder, if None, this branch is not in use.
         """
         x_0 = self.upsample(x)
-        if x_e is not None and torch.jit.isinstance(x_e, torch.Tensor):
+        # not MONAI's `torch.jit.isinstance(x_e, torch.Tensor)`: dynamo skips that function, a graph break at every
+        # up-sampling; `is not None` refines Optional[Tensor] for TorchScript as well
+        if x_e is not None:
             if self.is_pad:
                 dimensions = len(x.shape) - 2
                 sp = [0] * (dimensions * 2)

@@ -56,3 +56,12 @@ def test_compiled_network_matches_eager(build, shape, dtype):
     y0, g0 = _output_and_grad(net, x)
     torch.testing.assert_close(y, y0, rtol=1e-5, atol=1e-5 * y0.abs().max().item())
     torch.testing.assert_close(g, g0, rtol=1e-5, atol=1e-4 * g0.abs().max().item())
+
+
+@pytest.mark.parametrize("build,shape", [c[1:3] for c in CASES[:2]], ids=[c[0] for c in CASES[:2]])
+def test_srb_unet_is_one_graph(build, shape):
+    # MONAI's UpCat broke the graph at each up-sampling (dynamo skips torch.jit.isinstance): 13 graphs, recompiled
+    # for train and eval each, in the 2D bundle's network
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(_activate(build()))(torch.randn(shape))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
