@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from monai.metrics import compute_iou
 from monai.utils import look_up_option
 from torch import nn
 
@@ -102,8 +103,9 @@ def _show_image(ax: Any, image: torch.Tensor) -> None:
 
 
 def _iou(pred: np.ndarray, label: np.ndarray) -> float:
-    inter, union = ((pred == 1) & (label == 1)).sum(), ((pred == 1) | (label == 1)).sum()
-    return float(inter / max(union, 1))
+    """The foreground IoU of one prediction (MONAI's ``compute_iou``; 1 when both are empty)."""
+    fg = [torch.as_tensor(a == 1)[None, None] for a in (pred, label)]
+    return float(compute_iou(*fg, include_background=True, ignore_empty=False))
 
 
 def _predict(net: nn.Module, image: torch.Tensor) -> np.ndarray:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from workflows import figures
 from workflows.figures import most_different, overlays
 
 
@@ -51,3 +53,13 @@ def test_overlays_of_grayscale_and_rgb_images(tmp_path, channels, select, expect
 def test_overlays_refuse_an_unknown_selection(tmp_path):
     with pytest.raises(ValueError, match="'worst'"):
         overlays({"a": _Fixed(0.5)}, _dataset(1), tmp_path / "x.png", select="worst")
+
+
+@pytest.mark.parametrize("pred,label,expected", [
+    ([[1, 1, 0], [0, 0, 0]], [[1, 0, 0], [0, 1, 0]], 1 / 3),
+    ([[1, 0], [0, 0]], [[1, 0], [0, 0]], 1.0),
+    ([[0, 0], [0, 0]], [[0, 0], [0, 0]], 1.0),  # nothing to find, nothing found: MONAI's compute_iou gives 1
+    ([[1, 1], [0, 0]], [[0, 0], [0, 0]], 0.0),
+])
+def test_foreground_iou_is_monais(pred, label, expected):
+    assert figures._iou(np.array(pred), np.array(label)) == pytest.approx(expected)
