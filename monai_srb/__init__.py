@@ -9,7 +9,8 @@ monai_srb: Spectral Residual Blocks (Li et al., ICME 2020) for MONAI.
 - :mod:`monai_srb.data`: checked data lists, seeded splits and synthetic data sets for the bundles.
 - :mod:`monai_srb.metrics`: the paper's scores that MONAI lacks.
 - :mod:`monai_srb.utils`: the size rules every subpackage checks its arguments and inputs with.
-- :mod:`monai_srb.handlers`: Ignite/MLflow training glue.
+- :mod:`monai_srb.handlers`: Ignite training glue (metrics, figures, checkpoints).
+- :mod:`monai_srb.tracking`: MLflow tracking: the bundles' ``SRBMLFlowHandler`` and its parts.
 - :mod:`monai_srb.bundle_config`: what the bundle configs call before they build anything.
 - :mod:`monai_srb.bundle_helpers`: the named functions behind the bundle configs' data, loss, DDP and run steps.
 - :mod:`monai_srb.complexity`, :mod:`monai_srb.export`: tools behind ``monai-srb complexity`` / ``export``,
@@ -25,7 +26,17 @@ MONAI bundle config (``"imports": ["$import monai_srb"]``, ``"_target_": "SRBMLF
 from __future__ import annotations
 
 # The subpackages are imported for MONAI's ComponentLocator, which finds short _target_ names in loaded modules only.
-from monai_srb import blocks, bundle_config, bundle_helpers, data, handlers, metrics, nets, spectral  # noqa: F401
+from monai_srb import (  # noqa: F401
+    blocks,
+    bundle_config,
+    bundle_helpers,
+    data,
+    handlers,
+    metrics,
+    nets,
+    spectral,
+    tracking,
+)
 from monai_srb.blocks import SpectralResidualBlock
 from monai_srb.nets import SRBDenseNet121, SRBResNet50, SRBSPMNet, SRBUNet, insert_blocks
 from monai_srb.spectral import AdaptiveOrthogonalTransform, CosineTransform, FourierTransform, retract_orthogonal_

@@ -14,7 +14,7 @@ import torch
 from monai.bundle import ConfigParser, ckpt_export, run, verify_net_in_out
 
 from monai_srb.data import make_synthetic_decathlon
-from monai_srb.handlers import default_tracking_uri
+from monai_srb.tracking import default_tracking_uri
 
 # MONAI warns on every config it parses that configs run code; these are the bundle's own.
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")

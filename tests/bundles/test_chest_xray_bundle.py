@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from monai_srb.data import CHESTXRAY14_CLASSES
-from monai_srb.handlers import default_tracking_uri
 from monai_srb.handlers.cam import GradCAMHandler
 from monai_srb.nets.srb_classifiers import SRBDenseNet121, SRBResNet50
+from monai_srb.tracking import default_tracking_uri
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "srb_chest_xray_classification"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

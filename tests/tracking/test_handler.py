@@ -18,18 +18,15 @@ from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import MLFlowHandler, from_engine
 from monai.networks.nets import BasicUNet
 
-import monai_srb.handlers.mlflow_tracking as tracking
-from monai_srb.handlers import (
+import monai_srb.tracking
+from monai_srb.nets import SRBUNet, insert_blocks
+from monai_srb.nets.srb_unet import unet_norm
+from monai_srb.tracking import (
     CHECKPOINT_SHA256_TAG,
     SRBMLFlowHandler,
-    config_params,
     default_tracking_uri,
-    describe_network,
-    tracking_enabled,
+    file_sha256,
 )
-from monai_srb.nets import SRBUNet, insert_blocks
-from monai_srb.nets.srb_classifiers import SRBDenseNet121
-from monai_srb.nets.srb_unet import unet_norm
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = 32  # smallest input a 4-level U-Net with SRBs at every level takes
@@ -84,16 +81,24 @@ def _no_mlflow_env(monkeypatch):
 
 # ---- depends only on MONAI's public MLFlowHandler API (MONAI 1.5 has no _dispose_sqlite_store) ----
 
+MODULES = sorted(Path(monai_srb.tracking.__file__).parent.glob("*.py"))
 
-def test_uses_no_private_member_of_monai_mlflowhandler():
-    tree = ast.parse(Path(tracking.__file__).read_text())
-    own = set(vars(SRBMLFlowHandler))
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
+def test_uses_no_private_member_of_monai_mlflowhandler(path):
+    tree = ast.parse(path.read_text())
     private = sorted(
         node.attr for node in ast.walk(tree)
         if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-        and hasattr(MLFlowHandler, node.attr) and node.attr not in own
+        and hasattr(MLFlowHandler, node.attr)
     )
     assert private == []
+
+
+def test_overrides_no_private_method_of_monai_mlflowhandler():
+    overridden = [name for name in vars(SRBMLFlowHandler) if name.startswith("_") and not name.startswith("__")
+                  and hasattr(MLFlowHandler, name)]
+    assert overridden == []
 
 
 def _monai_15_close(self) -> None:  # MONAI 1.5's MLFlowHandler.close: no SQLite disposal
@@ -142,88 +147,6 @@ def test_iteration_metrics_are_sent_once_per_epoch(tmp_path, epochs, iterations)
         assert steps == list(range(1, epochs * iterations + 1))
 
 
-# ---- tracking can be switched off ----
-
-
-@pytest.mark.parametrize(
-    "uri,enabled",
-    [(None, False), ("null", False), ("NULL", False), ("None", False), ("off", False), ("", False),
-     ("sqlite:///x/mlflow.db", True), ("http://127.0.0.1:5000", True)],
-)
-def test_tracking_enabled(uri, enabled):
-    assert tracking_enabled(uri) is enabled
-
-
-def test_default_tracking_uri_creates_nothing(tmp_path):
-    uri = default_tracking_uri(str(tmp_path / "out"))
-    assert uri == f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}" and not (tmp_path / "out").exists()
-
-
-# ---- params: the tracked values and the overrides, not the raw config ----
-
-
-def _config(tmp_path: Path) -> Path:
-    path = tmp_path / "train.json"
-    path.write_text(json.dumps({
-        "_meta_": {},
-        "config_files": str(path),
-        "epochs": 10,
-        "lr": 0.1,
-        "net": {"_target_": "torch.nn.Identity", "unused": {"depth": 2, "width": 4}},
-        "handler": {"_target_": "torch.nn.Identity", "depth": 1},
-        "handlers": ["%handler"],  # a copy of the named handler, as the bundles' handler lists take
-        "tracked": {"epochs": "@epochs", "lr": "@lr", "steps": "$@epochs * 2"},
-        "params": "$monai_srb.handlers.config_params(@config_files, @tracked)",
-    }))
-    return path
-
-
-@pytest.mark.parametrize(
-    "overrides,expected",
-    [
-        ({}, {"epochs": "10", "lr": "0.1", "steps": "20"}),
-        ({"epochs": 3}, {"epochs": "3", "lr": "0.1", "steps": "6"}),
-        ({"net#unused#depth": 5, "extra": [1, 2]},
-         {"epochs": "10", "lr": "0.1", "steps": "20", "net.unused.depth": "5", "extra": "[1, 2]"}),
-        # an override of a handler that a list holds as a `%` copy: logged once, not per copy
-        ({"handler#depth": 3}, {"epochs": "10", "lr": "0.1", "steps": "20", "handler.depth": "3"}),
-    ],
-)
-def test_config_params_are_tracked_values_and_overrides(tmp_path, overrides, expected):
-    parser = ConfigParser(globals={"monai_srb": "monai_srb"})
-    parser.read_config(str(_config(tmp_path)))
-    parser.update(overrides)
-    assert parser.get_parsed_content("params") == expected
-
-
-def test_config_params_outside_a_bundle_are_the_tracked_values(tmp_path):
-    params = config_params(str(_config(tmp_path)), {"epochs": 3, "features": [1, 2]})
-    assert params == {"epochs": "3", "features": "[1, 2]"}
-
-
-# ---- the network actually built ----
-
-
-@pytest.mark.parametrize(
-    "build,expected",
-    [
-        (lambda: _unet(), {"network": "SRBUNet", "srb_count": 2, "srb_positions": ["before_up4", "before_up1"],
-                           "block": "srb_fft", "norm": "instance"}),
-        (lambda: _unet("srb_aom", ("after_up2",), "batch"),
-         {"network": "SRBUNet", "srb_count": 1, "srb_positions": ["after_up2"], "block": "srb_aom", "norm": "batch"}),
-        (lambda: _unet(positions=()), {"network": "SRBUNet", "srb_count": 0, "srb_positions": [], "block": "none",
-                                       "norm": "instance"}),
-        (_inserted, {"network": "BasicUNet", "srb_count": 1, "srb_positions": ["after_down_2"], "block": "srb_fft",
-                     "norm": "instance"}),
-        (lambda: SRBDenseNet121(2, 1, 3, srb_after=[]),  # the chest bundle's --network_def#srb_after '[]'
-         {"network": "SRBDenseNet121", "srb_count": 0, "srb_positions": [], "block": "none", "norm": "batch"}),
-    ],
-    ids=["unet_srb_f", "unet_aom_batch", "unet_plain", "inserted", "densenet_plain"],
-)
-def test_describe_network(build, expected):
-    assert describe_network(build()) == expected
-
-
 # ---- the best checkpoint as an MLflow model, loadable in another process ----
 
 
@@ -255,7 +178,7 @@ def test_best_checkpoint_is_an_mlflow_model_another_process_loads(tmp_path, monk
         assert run.info.status == "FINISHED"
         with torch.no_grad():
             cases[run.info.run_id] = reference(x)
-        assert run.data.tags[CHECKPOINT_SHA256_TAG] == tracking._sha256(str(ckpt))
+        assert run.data.tags[CHECKPOINT_SHA256_TAG] == file_sha256(str(ckpt))
         client = _client(tmp_path)
         (version,) = client.search_model_versions(f"name = 'srb_{name}'")
         assert version.run_id == run.info.run_id
@@ -275,7 +198,7 @@ def test_best_checkpoint_is_an_mlflow_model_another_process_loads(tmp_path, monk
     monkeypatch.setenv("MLFLOW_TRACKING_URI", default_tracking_uri(str(tmp_path)))  # runs:/ URIs resolve through it
     run_id = next(iter(cases))
     info = mlflow.models.get_model_info(f"runs:/{run_id}/model")
-    assert info.signature.inputs is None  # the model checks its input itself (monai_srb.handlers.logged_model)
+    assert info.signature.inputs is None  # the model checks its input itself (monai_srb.tracking.logged_model)
     assert info.signature.outputs.inputs[0].shape == (-1, 2, -1, -1)  # any batch, any size
     assert info.saved_input_example_info is not None
     # the python_function flavour takes another size than the example's, and NumPy's default float64
@@ -294,35 +217,53 @@ def test_model_input_shape_needs_a_network(tmp_path):
         SRBMLFlowHandler(output_dir=str(tmp_path), model_input_shape=[1, 1, 32, 32])
 
 
-# ---- tags, the merged config and named artifact folders ----
+# ---- tags, the configuration and named artifact folders ----
+
+# (the caller, the params the run records beside the tracked ones, the files under config/): under
+# `monai.bundle run` (no handle on the parser) the run records the tracked values it used, the network built and
+# the config files as filed; a caller holding the parser adds the overrides and the merged config.
+CONFIG_CASES = [
+    ("monai_bundle_run", {}, {"config/train.json", "config/run_params.json"}),
+    ("workflow_holder", {"network.srb_positions": "[]"}, {"config/merged_config.json"}),
+]
 
 
-def test_tags_config_and_artifact_folders(tmp_path):
+@pytest.mark.parametrize("caller,overrides,files", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_tags_config_and_artifact_folders(tmp_path, caller, overrides, files):
     ckpt = tmp_path / "models" / "model.pt"
     figures = tmp_path / "figures"
     ckpt.parent.mkdir()
     figures.mkdir()
     (figures / "overlay_0.png").write_bytes(b"png")
-    config = {
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps({
         "_meta_": {"name": "tiny bundle", "version": "0.3.0"},
+        "config_files": str(path),
         "epochs": 1,
+        "dataset_dir": "/data/isic2017_sample",
         "network": {"_target_": "monai_srb.nets.SRBUNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
                     "features": [4, 4, 8, 8, 8, 4], "srb_positions": ["before_up4"], "spatial_size": SIZE},
+        "tracked": {"epochs": "@epochs", "dataset_dir": "@dataset_dir"},
+        "run_params": {"_target_": "monai_srb.tracking.RunParams", "config_files": "@config_files",
+                       "tracked": "@tracked", "meta": "@_meta_"},
         "handler": {
-            "_target_": "monai_srb.handlers.SRBMLFlowHandler",
+            "_target_": "monai_srb.tracking.SRBMLFlowHandler",
             "output_dir": str(tmp_path),
             "experiment_name": "tags",
-            "experiment_param": {"epochs": "@epochs", "dataset_dir": "/data/isic2017_sample"},
+            "run_params": "@run_params",
             "network": "@network",
             "artifact_folders": {"checkpoints": str(ckpt), "figures": str(figures), "missing": str(tmp_path / "no")},
             "close_on_complete": True,
             "iteration_log": False,
         },
-    }
-    parser = ConfigParser(config)
-    parser.update({"epochs": 2})
+    }))
+    parser = ConfigParser()
+    parser.read_config(str(path))
+    parser.update({"epochs": 2, "network#srb_positions": []})  # a nested override: a plain U-Net
     handler = parser.get_parsed_content("handler")
     net = parser.get_parsed_content("network")
+    if caller == "workflow_holder":
+        parser.get_parsed_content("run_params").config = parser.get()
     torch.save(net.state_dict(), ckpt)
     trainer = _trainer(net)
     handler.attach(trainer)
@@ -337,17 +278,27 @@ def test_tags_config_and_artifact_folders(tmp_path):
     (run,) = _runs(tmp_path, "tags")
     tags = run.data.tags
     assert (tags["bundle"], tags["bundle_version"], tags["dataset"]) == ("tiny bundle", "0.3.0", "isic2017_sample")
-    assert (tags["network"], tags["block"], tags["srb_positions"]) == ("SRBUNet", "srb_fft", "['before_up4']")
+    assert (tags["network"], tags["block"], tags["srb_positions"]) == ("SRBUNet", "none", "[]")
     assert tags.get("mlflow.source.git.commit") in heads
-    params = run.data.params
-    assert (params["epochs"], params["srb_count"], params["norm"]) == ("2", "1", "instance")
+    described = {"network": "SRBUNet", "srb_count": "0", "srb_positions": "[]", "block": "none", "norm": "instance"}
+    assert run.data.params == {"epochs": "2", "dataset_dir": "/data/isic2017_sample", **described, **overrides,
+                               "max_epochs": "1", "epoch_length": "2"}
     client = _client(tmp_path)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"checkpoints", "config", "figures"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/overlay_0.png"]
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/model.pt"]
-    merged = client.download_artifacts(run.info.run_id, "config/merged_config.json", str(tmp_path))
-    merged = json.loads(Path(merged).read_text())
-    assert merged["epochs"] == 2 and merged["handler"]["experiment_name"] == "tags"
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "config")} == files
+
+    def artifact(name: str) -> dict:
+        return json.loads(Path(client.download_artifacts(run.info.run_id, name, str(tmp_path / caller))).read_text())
+
+    if caller == "workflow_holder":
+        merged = artifact("config/merged_config.json")
+        assert merged["epochs"] == 2 and merged["network"]["srb_positions"] == []
+    else:
+        assert artifact("config/train.json")["epochs"] == 1  # as filed
+        used = artifact("config/run_params.json")
+        assert used["tracked"]["epochs"] == 2 and used["network"]["srb_positions"] == []
 
 
 # ---- an evaluate run is nested under the training run of its checkpoint ----

@@ -12,14 +12,14 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import scoring_server
 from monai.networks.nets import BasicUNet
 
-from monai_srb.handlers.logged_model import (
+from monai_srb.nets import SRBDenseNet121, SRBUNet
+from monai_srb.tracking.logged_model import (
     INPUT_METADATA_KEY,
     ModelInputError,
     input_contract,
     log_network,
     model_signature,
 )
-from monai_srb.nets import SRBDenseNet121, SRBUNet
 
 SIZE = 32  # the input example's size; the model takes others
 SMALL = (4, 4, 8, 8, 8, 4)
