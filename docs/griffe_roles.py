@@ -36,8 +36,11 @@ def _resolve(obj: griffe.Object, name: str) -> str | None:
 
 
 # the modules docs/api/*.md render whole (every public member), beside the packages rendered by their __all__
-PAGE_MODULES = {"monai_srb.bundle_config", "monai_srb.bundle_helpers", "monai_srb.export", "monai_srb.complexity",
-                "monai_srb.cli"}
+PAGE_MODULES = {
+    "monai_srb.bundle.overrides", "monai_srb.bundle.run_dir", "monai_srb.bundle.data", "monai_srb.bundle.distributed",
+    "monai_srb.bundle.training", "monai_srb.bundle.results", "monai_srb.export", "monai_srb.complexity",
+    "monai_srb.cli",
+}
 
 
 def _lookup(pkg: griffe.Module, path: str) -> griffe.Object | None:

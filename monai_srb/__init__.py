@@ -11,8 +11,8 @@ monai_srb: Spectral Residual Blocks (Li et al., ICME 2020) for MONAI.
 - :mod:`monai_srb.utils`: the size rules every subpackage checks its arguments and inputs with.
 - :mod:`monai_srb.handlers`: Ignite training glue (metrics, figures, checkpoints).
 - :mod:`monai_srb.tracking`: MLflow tracking: the bundles' ``SRBMLFlowHandler`` and its parts.
-- :mod:`monai_srb.bundle_config`: what the bundle configs call before they build anything.
-- :mod:`monai_srb.bundle_helpers`: the named functions behind the bundle configs' data, loss, DDP and run steps.
+- :mod:`monai_srb.bundle`: the named functions the bundle configs call: override checks, the ``output_dir`` lock,
+  data roots and splits, the DDP steps, the loss and the NaN stop.
 - :mod:`monai_srb.complexity`, :mod:`monai_srb.export`: tools behind ``monai-srb complexity`` / ``export``,
   imported on use.
 
@@ -28,8 +28,7 @@ from __future__ import annotations
 # The subpackages are imported for MONAI's ComponentLocator, which finds short _target_ names in loaded modules only.
 from monai_srb import (  # noqa: F401
     blocks,
-    bundle_config,
-    bundle_helpers,
+    bundle,
     data,
     handlers,
     metrics,

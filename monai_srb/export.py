@@ -31,7 +31,8 @@ from monai.networks.utils import convert_to_onnx, convert_to_torchscript
 from monai.utils import look_up_option
 from torch import nn
 
-from monai_srb.bundle_config import check_size, load_network_config
+from monai_srb.bundle.overrides import check_size
+from monai_srb.bundle.run_dir import load_network_config
 from monai_srb.spectral.base import holds_fixed_size_transform
 from monai_srb.spectral.fourier import FFT_IMPLS, FourierTransform
 

@@ -11,7 +11,7 @@ file it wrote. A call finding a manifest with its own arguments and every file i
 a bundle calls its generator); any other call first removes the set's files (the manifest first, so that a build
 killed half-way is rebuilt), so that no image of a set with other arguments survives beside the new ones, where a
 loader reading the whole folder would train on it. One process writes a set at a time: under DDP the main process
-(:func:`monai_srb.bundle_helpers.resolve_data_root`).
+(:func:`monai_srb.bundle.data.resolve_data_root`).
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ def test_layout_metadata_and_ids(bundle):
 
 CONFIGS = sorted(path for bundle in BUNDLES for path in (bundle / "configs").glob("*.json"))
 GRIDS = sorted((Path(__file__).resolve().parents[2] / "workflows" / "grids").glob("*.json"))
-# the longest `$` expression a config may hold; anything longer is a named function (monai_srb.bundle_helpers)
+# the longest `$` expression a config may hold; anything longer is a named function (monai_srb.bundle)
 MAX_EXPRESSION = 100
 # handlers that write (logs, MLflow, checkpoints, figures): the main process only, under DDP too
 WRITERS = {

@@ -106,7 +106,7 @@ def test_inference_on_a_folder_writes_its_predictions_and_nothing_else(bundle, c
         assert [r["image"] for r in rows] == ["a.png", "b.jpg", "c.bmp"] and len(rows[0]) == 1 + 14
         assert all(0.0 < float(v) < 1.0 for r in rows for k, v in r.items() if k != "image")
 
-    caplog.set_level(logging.INFO, logger="monai_srb.bundle_config")
+    caplog.set_level(logging.INFO, logger="monai_srb.bundle.data")
     _run(bundle, ("train", "evaluate"), out, ckpt_path=ckpt)
     # evaluate scores every item of the data set by default, and says so
     count = SIZES[bundle]["all"]
@@ -120,7 +120,7 @@ def test_inference_on_a_folder_writes_its_predictions_and_nothing_else(bundle, c
 
 @pytest.mark.parametrize("bundle", [CHEST, SKIN, SEG3D])
 def test_evaluate_split_val_scores_the_training_validation_split(bundle, checkpoints, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="monai_srb.bundle_config")
+    caplog.set_level(logging.INFO, logger="monai_srb.bundle.data")
     overrides = {**TINY[bundle], "evaluate_split": "val", "ckpt_path": str(checkpoints[bundle])}
     workflow = ConfigWorkflow(
         config_file=_files(bundle, "train", "evaluate"), logging_file=False, workflow_type=None,

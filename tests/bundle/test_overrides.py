@@ -1,19 +1,14 @@
+"""The override checks (parsing, bounds, choices, paths) and the hook that prints a failing check's error last."""
+
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import sys
-import warnings
-from collections.abc import Callable
 
 import pytest
 import torch
 
-from monai_srb.bundle_config import (
-    NETWORK_CONFIG_FILE,
-    OutputDirLock,
+from monai_srb.bundle.overrides import (
     as_bool,
     as_bools,
     check_choice,
@@ -22,11 +17,7 @@ from monai_srb.bundle_config import (
     check_number,
     check_path,
     check_size,
-    evaluation_datalist,
-    load_network_config,
-    save_network_config,
 )
-from monai_srb.nets.srb_classifiers import SRBResNet50
 
 # (value on the command line or in a config, boolean it means)
 BOOLS = [
@@ -92,123 +83,6 @@ def test_check_size_returns_valid_sizes(value, kwargs, expected):
 def test_check_size_rejects_bad_sizes_naming_the_override(value, kwargs):
     with pytest.raises(ValueError, match=r"override 'patch_size' must be a positive integer.*got "):
         check_size(value, "patch_size", **kwargs)
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-def test_second_process_is_refused_until_the_first_is_killed(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from monai_srb.bundle_config import OutputDirLock; "
-         f"OutputDirLock({str(tmp_path)!r}).acquire(); print('locked', flush=True); time.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        lock = OutputDirLock(str(tmp_path))
-        with pytest.raises(RuntimeError, match=rf"output_dir '{tmp_path}' is in use by another run \(PID {holder.pid}"):
-            lock.acquire()
-        assert not lock.held
-    finally:
-        holder.kill()  # kill -9: the holder never releases its lock
-        holder.wait()
-    with pytest.warns(RuntimeWarning, match=rf"stale lock .*run.lock \(PID {holder.pid}, which is no longer running"):
-        lock.acquire()
-    assert lock.held and (tmp_path / "run.lock").read_text().split()[0] == str(os.getpid())
-    lock.release()
-    assert not (tmp_path / "run.lock").exists()
-
-
-def test_lock_is_created_released_and_reentrant_in_one_process(tmp_path):
-    out = tmp_path / "new" / "run"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        with OutputDirLock(str(out)) as first:
-            assert (out / "run.lock").is_file()
-            # an earlier in-process run that failed before finalize: its lock is this process's own
-            second = OutputDirLock(str(out)).acquire()
-            assert second.held
-        assert not (out / "run.lock").exists()
-        second.release()  # a second release is harmless
-        first.release()
-
-
-def test_stale_and_unreadable_locks_are_taken_over(tmp_path):
-    (tmp_path / "run.lock").write_text(f"{_dead_pid()}\n")
-    with pytest.warns(RuntimeWarning, match="no longer running"):
-        OutputDirLock(str(tmp_path)).acquire().release()
-    (tmp_path / "run.lock").write_text("")  # a run killed between creating and writing its lock
-    with pytest.warns(RuntimeWarning, match="no readable PID"):
-        OutputDirLock(str(tmp_path)).acquire().release()
-
-
-def test_lock_of_another_host_is_respected(tmp_path):
-    (tmp_path / "run.lock").write_text(f"{_dead_pid()}\nanother-host.example\n")
-    with pytest.raises(RuntimeError, match="on host another-host.example"):
-        OutputDirLock(str(tmp_path)).acquire()
-
-
-def test_disabled_lock_on_other_ranks_writes_nothing(tmp_path):
-    (tmp_path / "run.lock").write_text(f"{os.getppid()}\n")
-    lock = OutputDirLock(str(tmp_path), enabled=False).acquire()
-    lock.release()
-    assert not lock.held and (tmp_path / "run.lock").read_text() == f"{os.getppid()}\n"
-
-
-def test_network_config_round_trip(tmp_path):
-    overrides = {"image_size": 64, "patch_size": (32, 32, 32), "block": "srb_aom"}
-    path = save_network_config(str(tmp_path / "models"), overrides)
-    assert os.path.basename(path) == NETWORK_CONFIG_FILE
-    assert load_network_config(str(tmp_path / "models")) == {**overrides, "patch_size": [32, 32, 32]}
-    assert load_network_config(str(tmp_path / "none")) == {}
-    save_network_config(str(tmp_path / "models"), {"image_size": 64}, network=SRBResNet50(2, 1, 3))
-    assert load_network_config(str(tmp_path / "models")) == {
-        "image_size": 64, "network_def#_target_": "monai_srb.nets.srb_classifiers.SRBResNet50"
-    }
-    with pytest.raises(ValueError, match="JSON values"):
-        save_network_config(str(tmp_path), {"network": object()})
-    (tmp_path / NETWORK_CONFIG_FILE).write_text(json.dumps({"image_size": 64}))
-    with pytest.raises(ValueError, match="must hold"):
-        load_network_config(str(tmp_path))
-
-
-def _never() -> list[dict[str, str]]:
-    raise AssertionError("a part that is not chosen must not be built")
-
-
-# (evaluate_split, parts, items scored)
-SPLITS = [
-    ("all", {"all": [{"image": "a"}, {"image": "b"}], "val": _never}, ["a", "b"]),
-    ("val", {"all": [{"image": "a"}, {"image": "b"}], "val": lambda: [{"image": "b"}]}, ["b"]),
-    ("test", {"train": [{"image": "a"}], "val": [], "test": [{"image": "c"}]}, ["c"]),
-]
-
-
-@pytest.mark.parametrize("split,parts,expected", SPLITS, ids=[s for s, _, _ in SPLITS])
-def test_evaluation_datalist_builds_and_logs_the_chosen_part_only(split, parts, expected, caplog):
-    caplog.set_level("INFO", logger="monai_srb.bundle_config")
-    items = evaluation_datalist(split, parts, "/data/x", what="volumes")
-    assert [item["image"] for item in items] == expected
-    assert f"evaluate: scoring {len(expected)} volumes, evaluate_split {split!r} of /data/x" in caplog.text
-
-
-# (evaluate_split, parts, message)
-BAD_SPLITS = [
-    ("train", {"all": [1]}, "override 'evaluate_split' must be one of 'val', 'test', 'all'; got 'train' (str)."),
-    (None, {"all": [1]}, "got None (NoneType)."),
-    ("test", {"all": [1], "val": [1]}, "the data set /data/x has no 'test' split to score (its splits: 'all', 'val')."),
-    ("val", {"all": [1], "val": []}, "the 'val' split of the data set /data/x is empty: nothing to score."),
-]
-
-
-@pytest.mark.parametrize("split,parts,message", BAD_SPLITS, ids=[repr(s) for s, _, _ in BAD_SPLITS])
-def test_evaluation_datalist_refuses_naming_the_split(split, parts, message):
-    with pytest.raises(ValueError, match=re.escape(message)):
-        evaluation_datalist(split, parts, "/data/x")
 
 
 def test_check_choice():
@@ -328,46 +202,29 @@ def test_check_path_accepts_null_unless_required_and_refuses_a_non_path():
         check_path(3, "input_dir")
 
 
-def _printed(error: BaseException, capsys: pytest.CaptureFixture[str]) -> list[str]:
-    """The non-empty lines ``sys.excepthook`` prints for ``error`` left uncaught."""
-    sys.excepthook(type(error), error, error.__traceback__)
-    return [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-
-
-def _wrapped(check: Callable[[], object]) -> RuntimeError:
-    """What MONAI's ``instantiate`` makes of a check's error: a RuntimeError naming the component, raised from it."""
-    try:
-        try:
-            check()
-        except Exception as e:
-            raise RuntimeError("Failed to instantiate component 'monai_srb.bundle_config.check_number'") from e
-    except RuntimeError as wrapped:
-        return wrapped
-    raise AssertionError("the check passed")
-
-
-# (a failing check, the last line printed when its error, wrapped by MONAI, ends the program)
+# (a failing check, its arguments, the last line printed when its error, wrapped by MONAI, ends the program)
 LAST_LINES = [
-    (lambda: check_number(0, "batch_size", integer=True, minimum=1),
+    (check_number, (0, "batch_size"), {"integer": True, "minimum": 1},
      "ValueError: override 'batch_size' must be an integer >= 1; got 0 (int)."),
-    (lambda: check_size(0, "image_size"), "ValueError: override 'image_size' must be a positive integer; got 0 (int)."),
-    (lambda: check_choice("Batch", "norm", ("instance", "batch")),
+    (check_size, (0, "image_size"), {}, "ValueError: override 'image_size' must be a positive integer; got 0 (int)."),
+    (check_choice, ("Batch", "norm", ("instance", "batch")), {},
      "ValueError: override 'norm' must be one of 'instance', 'batch'; got 'Batch' (str)."),
-    (lambda: as_bool("maybe", "amp"), "ValueError: override 'amp' must be a boolean"),
-    (lambda: check_fold(7, 5), "ValueError: override 'fold' must be an integer >= 0 and <= 4, or null; got 7 (int)."),
-    (lambda: check_path("/no/such/folder", "dataset_dir"), "ValueError: override 'dataset_dir' must be an existing"),
+    (as_bool, ("maybe", "amp"), {}, "ValueError: override 'amp' must be a boolean"),
+    (check_fold, (7, 5), {}, "ValueError: override 'fold' must be an integer >= 0 and <= 4, or null; got 7 (int)."),
+    (check_path, ("/no/such/folder", "dataset_dir"), {}, "ValueError: override 'dataset_dir' must be an existing"),
 ]
 
 
-@pytest.mark.parametrize("check,last", LAST_LINES, ids=[last.split("'")[1] for _, last in LAST_LINES])
-def test_a_checks_error_is_the_last_line_printed_even_when_wrapped(check, last, capsys):
-    lines = _printed(_wrapped(check), capsys)
+@pytest.mark.parametrize("check,args,kwargs,last", LAST_LINES, ids=[row[-1].split("'")[1] for row in LAST_LINES])
+def test_a_checks_error_is_the_last_line_printed_even_when_wrapped(check, args, kwargs, last, monai_wrapped, printed):
+    # MONAI names the component by its module path, as a _target_ short name resolves to it
+    lines = printed(monai_wrapped(lambda: check(*args, **kwargs), f"{check.__module__}.{check.__qualname__}"))
     assert lines[-1].startswith(last), lines
     assert not any("Failed to instantiate" in line for line in lines)  # MONAI's wrapper names the check, not the value
     assert lines[0] == "Traceback (most recent call last):"
 
 
-def test_other_errors_are_printed_as_before(capsys):
+def test_other_errors_are_printed_as_before(printed):
     check_number(1, "epochs", integer=True)  # the hook is installed by the first failing check; make sure it is
     with pytest.raises(ValueError) as marked:
         check_number(0, "epochs", integer=True, minimum=1)
@@ -378,29 +235,21 @@ def test_other_errors_are_printed_as_before(capsys):
         except ValueError as e:
             raise RuntimeError("wrapped") from e
     except RuntimeError as plain:
-        lines = _printed(plain, capsys)
+        lines = printed(plain)
     assert lines[-1] == "RuntimeError: wrapped" and "ValueError: not a check's" in lines
     assert marked.value is not None
 
 
-def test_a_refused_lock_is_the_last_line_printed(tmp_path, capsys):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (tmp_path / "run.lock").write_text(f"{holder.pid}\n")
-        lines = _printed(_wrapped(OutputDirLock(str(tmp_path)).acquire), capsys)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert lines[-1].startswith(f"RuntimeError: output_dir '{tmp_path}' is in use by another run (PID {holder.pid}")
-
-
-def test_a_checks_error_under_torch_distributed_hook_is_printed_once_with_its_rank(tmp_path, capsys):
+def test_a_checks_error_under_torch_distributed_hook_is_printed_once_with_its_rank(tmp_path, monai_wrapped, printed):
     check_number(1, "epochs", integer=True)
     with pytest.raises(ValueError):  # installs the bundle hook, as a first failing check does
         check_number(0, "epochs", integer=True, minimum=1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     torch.distributed.destroy_process_group()  # leaves torch's "[rank0]:" hook around the bundle hook
     # the next failing check installs the bundle hook over torch's, which calls the bundle hook back
-    lines = _printed(_wrapped(lambda: check_number(0, "batch_size", integer=True, minimum=1)), capsys)
+    wrapped = monai_wrapped(
+        lambda: check_number(0, "batch_size", integer=True, minimum=1), "monai_srb.bundle.overrides.check_number"
+    )
+    lines = printed(wrapped)
     assert lines[-1] == "[rank0]: ValueError: override 'batch_size' must be an integer >= 1; got 0 (int).", lines
     assert sum("Traceback" in line for line in lines) == 1 and not any("Failed to instantiate" in x for x in lines)
