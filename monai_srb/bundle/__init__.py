@@ -29,12 +29,12 @@ from monai_srb.bundle.overrides import (
 )
 from monai_srb.bundle.results import label_prediction_columns, log_evaluation
 from monai_srb.bundle.run_dir import NETWORK_CONFIG_FILE, OutputDirLock, load_network_config, save_network_config
-from monai_srb.bundle.training import classification_loss, compiled_network, stop_on_nan_loss
+from monai_srb.bundle.training import CompiledOnPlainTensors, classification_loss, compiled_network, stop_on_nan_loss
 
 __all__ = ["EVALUATE_SPLITS", "as_bool", "as_bools", "check_choice", "check_evaluate_split", "check_fold"]
 __all__ += ["check_number", "check_path", "check_size"]
 __all__ += ["NETWORK_CONFIG_FILE", "OutputDirLock", "load_network_config", "save_network_config"]
 __all__ += ["evaluation_datalist", "inference_image_dir", "resolve_data_root", "train_val_split"]
 __all__ += ["distributed_device", "finalize_distributed", "init_distributed"]
-__all__ += ["classification_loss", "compiled_network", "stop_on_nan_loss"]
+__all__ += ["CompiledOnPlainTensors", "classification_loss", "compiled_network", "stop_on_nan_loss"]
 __all__ += ["label_prediction_columns", "log_evaluation"]

@@ -198,11 +198,15 @@ def test_val_details_adds_the_per_image_metrics_saver(spelling, expected, tmp_pa
 def test_compile_gives_every_engine_the_compiled_network(bundle, spelling, compiled, tmp_path):
     import torch
 
+    from monai_srb.bundle import CompiledOnPlainTensors
+
     parser = _parser(bundle, output_dir=str(tmp_path), compile=spelling, **TINY[bundle])
     network = parser.get_parsed_content("network")
     engine = parser.get_parsed_content("compiled_network")
-    assert isinstance(engine, torch._dynamo.eval_frame.OptimizedModule) is compiled
-    assert (engine._orig_mod if compiled else engine) is network  # the savers keep saving the eager network
+    assert isinstance(engine, CompiledOnPlainTensors) is compiled
+    if compiled:
+        assert isinstance(engine.compiled, torch._dynamo.eval_frame.OptimizedModule)
+    assert (engine.compiled._orig_mod if compiled else engine) is network  # the savers keep saving the eager one
     train = json.loads((BUNDLES / bundle / "configs" / "train.json").read_text())
     engines = [v for group in ("train", "validate") for v in train[group].values()
                if isinstance(v, dict) and v.get("_target_") in ("SupervisedTrainer", "SupervisedEvaluator")]

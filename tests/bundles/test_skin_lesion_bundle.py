@@ -142,7 +142,8 @@ COMPILE_TOLERANCE = 1e-4
 def test_compile_true_trains_to_the_eager_metrics_and_saves_an_eager_checkpoint(trained, tmp_path):
     compiled = _run("train", output_dir=str(tmp_path), epochs=2, compile="true", **TINY)
     engine = compiled.parser.get_parsed_content("train#trainer").network
-    assert isinstance(engine, torch._dynamo.eval_frame.OptimizedModule)
+    assert isinstance(engine.compiled, torch._dynamo.eval_frame.OptimizedModule)
+    engine = engine.compiled
     for key, value in _metrics(compiled).items():
         assert abs(value - trained.metrics[key]) <= COMPILE_TOLERANCE, key
     state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
