@@ -27,6 +27,8 @@ from numbers import Integral, Real
 from types import TracebackType
 from typing import Any, TypeVar
 
+from monai_srb.utils.sizes import check_min_size, check_multiple_of, check_spatial_size
+
 __all__ = [
     "EVALUATE_SPLITS",
     "as_bool",
@@ -146,15 +148,16 @@ def check_size(
     if multiple_of > 1:
         expected += f", each a multiple of {multiple_of}"
     several = spatial_dims is not None and isinstance(value, (list, tuple))
-    sides = list(value) if several else [value]
-    fits = (
-        (not several or len(sides) == spatial_dims)
-        and all(isinstance(s, Integral) and not isinstance(s, bool) for s in sides)
-        and all(s >= minimum and s % multiple_of == 0 for s in sides)
-    )
-    if not fits:
-        raise _shown_last(ValueError(f"override {name!r} must be {expected}; got {value!r} ({type(value).__name__})."))
-    return tuple(int(s) for s in sides) if several else int(value)
+    try:  # the shared size rules; the message names the override and everything it must be at once
+        if spatial_dims is None and isinstance(value, (list, tuple)):
+            raise ValueError("one int expected")
+        sides = check_spatial_size(value, spatial_dims or 1, name)
+        check_min_size(sides, minimum, name)
+        check_multiple_of(sides, multiple_of, name)
+    except ValueError:
+        raise _shown_last(ValueError(
+            f"override {name!r} must be {expected}; got {value!r} ({type(value).__name__}).")) from None
+    return tuple(sides) if several else sides[0]
 
 
 def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
