@@ -27,6 +27,8 @@ from numbers import Integral, Real
 from types import TracebackType
 from typing import Any, TypeVar
 
+from monai.utils import str2bool
+
 from monai_srb.utils.sizes import check_min_size, check_multiple_of, check_spatial_size
 
 __all__ = [
@@ -41,7 +43,6 @@ __all__ = [
     "check_size",
 ]
 
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 EVALUATE_SPLITS = ("val", "test", "all")
 
 _Error = TypeVar("_Error", bound=BaseException)
@@ -97,8 +98,8 @@ def _shown_last(error: _Error) -> _Error:
 
 def as_bool(value: Any, name: str) -> bool:
     """
-    The boolean a bundle id means: ``True``/``False``, the integers 1/0, or the strings
-    true/false, 1/0, yes/no in any case (what a command line passes).
+    The boolean a bundle id means: ``True``/``False``, the integers 1/0, or a string that
+    :func:`monai.utils.str2bool` reads (true/false, 1/0, yes/no, t/f, y/n in any case: what a command line passes).
 
     Args:
         value: the id's value, as set in the config or overridden on the command line.
@@ -111,8 +112,11 @@ def as_bool(value: Any, name: str) -> bool:
         return value
     if isinstance(value, Integral) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
+    if isinstance(value, str):
+        try:  # MONAI's: also t/f and y/n
+            return str2bool(value.strip())
+        except ValueError:
+            pass
     raise _shown_last(ValueError(
         f"override {name!r} must be a boolean (true/false, 1/0, yes/no in any case), "
         f"got {value!r} ({type(value).__name__})."

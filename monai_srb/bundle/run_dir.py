@@ -45,6 +45,11 @@ class OutputDirLock:
 
     Under DDP only rank 0 should pass ``enabled=True``: one lock per job.
 
+    Not ``filelock.FileLock``: its OS lock cannot say who holds it. The refusal must name the running PID, which
+    ``filelock`` does not store. On a shared file system, ``flock`` is not reliable across hosts, while an
+    ``O_EXCL`` file naming its host is. ``filelock``'s ``SoftFileLock`` is an ``O_EXCL`` file too, but with no owner
+    in it, so a killed run's lock could never be told from a live one.
+
     Args:
         output_dir: the run's output folder; created if missing.
         enabled: ``False`` makes :meth:`acquire` and :meth:`release` no-ops (the other DDP ranks).

@@ -24,8 +24,9 @@ BOOLS = [
     (True, True), (False, False), (1, True), (0, False),
     ("true", True), ("True", True), ("TRUE", True), ("yes", True), ("Yes", True), ("1", True), (" true ", True),
     ("false", False), ("False", False), ("FALSE", False), ("no", False), ("NO", False), ("0", False),
+    ("t", True), ("Y", True), ("f", False), ("n", False),  # monai.utils.str2bool's short forms
 ]
-NOT_BOOLS = ["maybe", "", "2", "t", "on", 2, -1, 0.0, 1.5, None, [True]]
+NOT_BOOLS = ["maybe", "", "2", "on", "off", 2, -1, 0.0, 1.5, None, [True]]
 
 
 @pytest.mark.parametrize("value,expected", BOOLS, ids=[repr(v) for v, _ in BOOLS])
