@@ -134,8 +134,10 @@ def test_same_seed_gives_identical_metrics(trained, tmp_path):
     assert histories[0] == histories[1]
 
 
-# Compiled and eager runs differ only by inductor's rounding; on the CPU they agreed to the last digit here.
-COMPILE_TOLERANCE = 1e-4
+# Compiled and eager runs differ only by inductor's rounding (~1e-7 per op), which after 2 epochs flips a few of the
+# 2,048 validation pixels between classes: mean IoU moved by 1.5e-3 (2026-12-07, torch 2.13 CPU). Before SRBUNet
+# compiled as one graph (it broke at every MetaTensor op), the runs agreed to 1e-4 because almost nothing compiled.
+COMPILE_TOLERANCE = 5e-3
 
 
 @pytest.mark.slow
@@ -145,7 +147,7 @@ def test_compile_true_trains_to_the_eager_metrics_and_saves_an_eager_checkpoint(
     assert isinstance(engine.compiled, torch._dynamo.eval_frame.OptimizedModule)
     engine = engine.compiled
     for key, value in _metrics(compiled).items():
-        assert abs(value - trained.metrics[key]) <= COMPILE_TOLERANCE, key
+        assert abs(value - trained.metrics[key]) <= COMPILE_TOLERANCE, (key, value, trained.metrics[key])
     state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert not [k for k in state if "_orig_mod" in k]
     eager = compiled.parser.get_parsed_content("network_def", instantiate=True)
