@@ -9,7 +9,7 @@ from monai_srb.handlers import SegmentationConfusionHandler
 from monai_srb.metrics import SEGMENTATION_METRICS
 
 # Ten pixels of three classes with the confusion matrix [[3, 1, 0], [0, 1, 1], [1, 0, 3]] (rows: label, columns:
-# prediction), whose scores tests/metrics/test_segmentation_metrics.py works out by hand.
+# prediction), whose scores tests/metrics/test_segmentation.py works out by hand.
 LABEL = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 2]).view(1, 1, -1)
 PRED = torch.tensor([0, 0, 0, 1, 1, 2, 0, 2, 2, 2]).view(1, 1, -1)
 EXPECTED = {"overall_accuracy": 0.7, "mean_accuracy": 2 / 3, "mean_iou": (1.2 + 1 / 3) / 3, "fw_iou": 0.48 + 0.2 / 3}
