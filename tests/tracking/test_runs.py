@@ -1,4 +1,4 @@
-"""Which run a handler writes to, how runs link, how they end, and the experiment they go to."""
+"""Which run a handler writes to, how runs link and how they end; the experiment they go to is in test_experiment.py."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from monai_srb.tracking import (
     RUN_ID_STATE_KEY,
     SRBMLFlowHandler,
     default_tracking_uri,
-    get_or_create_experiment,
-    sqlite_artifact_location,
 )
 
 
@@ -123,24 +121,3 @@ def test_resumed_run_marks_the_killed_run_and_links_to_it(tmp_path):
     assert later.data.tags["srb.resumed_from_run_id"] == killed.info.run_id
     assert killed.data.tags["srb.resumed_by_run_id"] == later.info.run_id
     assert resumed.state_dict()[RUN_ID_STATE_KEY] == later.info.run_id
-
-
-# ---- the experiment ----
-
-
-@pytest.mark.parametrize(
-    "uri,expected",
-    [("sqlite:////data/runs/mlflow.db", "file:///data/runs/mlruns"), ("http://127.0.0.1:5000", None)],
-)
-def test_sqlite_artifact_location(uri, expected):
-    assert sqlite_artifact_location(uri) == expected
-
-
-def test_experiment_is_made_once_and_a_deleted_one_refused(tmp_path):
-    client = _client(tmp_path)
-    made = get_or_create_experiment(client, "once", (tmp_path / "art").as_uri())
-    again = get_or_create_experiment(client, "once", (tmp_path / "other").as_uri())  # the location is kept
-    assert again.experiment_id == made.experiment_id and again.artifact_location == (tmp_path / "art").as_uri()
-    client.delete_experiment(made.experiment_id)
-    with pytest.raises(ValueError, match="deleted experiment 'once'"):
-        get_or_create_experiment(client, "once")
