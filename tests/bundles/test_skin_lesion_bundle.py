@@ -135,25 +135,30 @@ def test_same_seed_gives_identical_metrics(trained, tmp_path):
 
 
 # Compiled and eager runs differ only by inductor's rounding (~1e-7 per op), which after 2 epochs flips a few of the
-# 2,048 validation pixels between classes: mean IoU moved by 1.5e-3 (2026-12-07, torch 2.13 CPU). Before SRBUNet
-# compiled as one graph (it broke at every MetaTensor op), the runs agreed to 1e-4 because almost nothing compiled.
-COMPILE_TOLERANCE = 5e-3
+# 2,048 validation pixels of a barely trained network between classes; one pixel moves an IoU by about 1e-3. Measured
+# 2026-12-07 (torch 2.13 CPU): up to 5.1e-3 (frequency-weighted IoU), so 1e-2 allows about ten flipped pixels.
+# Before SRBUNet compiled as one graph (it broke at every MetaTensor op) the runs agreed to 1e-4: little compiled.
+COMPILE_TOLERANCE = 1e-2
 
 
 @pytest.mark.slow
-def test_compile_true_trains_to_the_eager_metrics_and_saves_an_eager_checkpoint(trained, tmp_path):
-    compiled = _run("train", output_dir=str(tmp_path), epochs=2, compile="true", **TINY)
+def test_compile_true_trains_to_the_eager_metrics_and_saves_an_eager_checkpoint(tmp_path):
+    # one SRB, not the default four: inductor compiles the whole network twice (train and eval), and each SRB
+    # adds its FFTs and phi to both graphs; the eager run it is compared with is built alike
+    small = {**TINY, "srb_positions": ["before_up1"]}
+    eager_metrics = _metrics(_run("train", output_dir=str(tmp_path / "eager"), epochs=2, **small))
+    compiled = _run("train", output_dir=str(tmp_path), epochs=2, compile="true", **small)
     engine = compiled.parser.get_parsed_content("train#trainer").network
     assert isinstance(engine.compiled, torch._dynamo.eval_frame.OptimizedModule)
     engine = engine.compiled
     for key, value in _metrics(compiled).items():
-        assert abs(value - trained.metrics[key]) <= COMPILE_TOLERANCE, (key, value, trained.metrics[key])
+        assert abs(value - eager_metrics[key]) <= COMPILE_TOLERANCE, (key, value, eager_metrics[key])
     state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert not [k for k in state if "_orig_mod" in k]
     eager = compiled.parser.get_parsed_content("network_def", instantiate=True)
     eager.load_state_dict(state)  # a compiled run's checkpoint into an eager network
     # and the other way round: an eager run's checkpoint into the network a compiled run's engines wrap
-    engine._orig_mod.load_state_dict(torch.load(trained.out / "models" / "model.pt", weights_only=True))
+    engine._orig_mod.load_state_dict(torch.load(tmp_path / "eager" / "models" / "model.pt", weights_only=True))
     x = torch.rand(1, 3, 32, 32)
     eager.load_state_dict(engine._orig_mod.state_dict())
     with torch.no_grad():
