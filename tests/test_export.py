@@ -39,7 +39,15 @@ def _trained_looking(factory):
     return net.eval()
 
 
-@pytest.mark.parametrize("name,factory,shape", CASES, ids=[c[0] for c in CASES])
+# the exports that take longest (DenseNet-121's graph): run with the slow tests
+SLOW_CASES = {"densenet_2srb_f"}
+
+
+@pytest.mark.parametrize(
+    "name,factory,shape",
+    [pytest.param(*c, marks=pytest.mark.slow if c[0] in SLOW_CASES else ()) for c in CASES],
+    ids=[c[0] for c in CASES],
+)
 def test_onnx_and_torchscript_match_eager(tmp_path, name, factory, shape):
     net = _trained_looking(factory)
     x = torch.randn(shape)
@@ -145,6 +153,7 @@ def _bundle_network(bundle: Path, **overrides):
     return parser.get_parsed_content("network_def")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,stored,cli", TRAINED_AT_64, ids=[c[0] for c in TRAINED_AT_64])
 def test_export_of_a_network_trained_at_another_image_size(tmp_path, name, stored, cli):
     from monai_srb.export import main

@@ -12,7 +12,7 @@ from monai_srb.blocks import make_block
 
 # (block name, spatial dims, input shape, block kwargs); the first case runs in the fast suite, the rest are slow.
 CASES = [
-    pytest.param("srb_fft", 2, (2, 16, 40, 56), {}, id="srb_fft-2d"),
+    pytest.param("srb_fft", 2, (2, 16, 40, 56), {}, id="srb_fft-2d", marks=pytest.mark.slow),
     pytest.param("srb_fft", 3, (2, 8, 6, 10, 12), {}, id="srb_fft-3d", marks=pytest.mark.slow),
     pytest.param("srb_fft", 2, (2, 8, 12, 20), {"transform_args": {"impl": "matmul"}}, id="srb_fft_matmul-2d",
                  marks=pytest.mark.slow),

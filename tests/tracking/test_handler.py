@@ -168,6 +168,7 @@ def _train_and_log_model(tmp_path: Path, net: torch.nn.Module, experiment: str, 
     return run, reference.eval(), ckpt
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_an_mlflow_model_another_process_loads(tmp_path, monkeypatch):
     torch.manual_seed(1)
     x = torch.rand(2, 1, SIZE, SIZE)
