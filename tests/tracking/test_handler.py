@@ -16,11 +16,10 @@ from ignite.engine import Events
 from monai.bundle import ConfigParser
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import MLFlowHandler, from_engine
-from monai.networks.nets import BasicUNet
+from test_run_params import SIZE, _inserted, _unet  # the networks the run record tests describe
 
 import monai_srb.tracking
-from monai_srb.nets import SRBUNet, insert_blocks
-from monai_srb.nets.srb_unet import unet_norm
+from monai_srb.nets import SRBUNet
 from monai_srb.tracking import (
     CHECKPOINT_SHA256_TAG,
     SRBMLFlowHandler,
@@ -29,19 +28,6 @@ from monai_srb.tracking import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-SIZE = 32  # smallest input a 4-level U-Net with SRBs at every level takes
-
-
-def _unet(block: str = "srb_fft", positions: tuple[str, ...] = ("before_up4", "before_up1"), norm: str = "instance"):
-    torch.manual_seed(0)
-    return SRBUNet(2, 1, 2, features=(4, 4, 8, 8, 8, 4), srb_positions=positions, block=block, spatial_size=SIZE,
-                   unet_args={"norm": unet_norm(norm)})
-
-
-def _inserted():
-    torch.manual_seed(0)
-    net = BasicUNet(2, 1, 2, features=(4, 4, 8, 8, 8, 4))
-    return insert_blocks(net, ["down_2"], block="srb_fft", position="after", example_input=[1, 1, SIZE, SIZE])
 
 
 def _data(n: int = 2) -> list[dict[str, torch.Tensor]]:
