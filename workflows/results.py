@@ -279,6 +279,25 @@ def format_table(
     return "\n".join(lines) + "\n"
 
 
+def _paired_runs(
+    records: Sequence[RunRecord], baseline: str | Mapping[str, str] | None, order: Sequence[str] | None = None,
+) -> list[tuple[str, str, list[tuple[RunRecord, RunRecord]]]]:
+    """
+    Per variant with a baseline (in ``order``, then by name): ``(variant, baseline, [(run, baseline run), ...])``
+    over the (seed, fold) keys both FINISHED, in seed then fold order.
+    """
+    done = {(r.variant, r.seed, r.fold): r for r in records if r.status == "FINISHED"}
+    names = list(dict.fromkeys([*(order or []), *sorted({r.variant for r in records})]))
+    found = []
+    for name in names:
+        ref = baseline.get(name) if isinstance(baseline, Mapping) else baseline
+        if not ref or ref == name:
+            continue
+        keys = sorted((s, f) for v, s, f in done if v == name and (ref, s, f) in done)
+        found.append((name, ref, [(done[(name, *k)], done[(ref, *k)]) for k in keys]))
+    return found
+
+
 def paired_table(
     records: Sequence[RunRecord], metrics: Sequence[str], key_metric: str, baseline: str | Mapping[str, str] | None,
     order: Sequence[str] | None = None,
@@ -292,17 +311,11 @@ def paired_table(
     Pairs are the runs themselves, not seed means: with folds this is the finer test (its pairs share training
     images, so its standard error is, if anything, optimistic). Empty when no variant has a paired baseline.
     """
-    done = {(r.variant, r.seed, r.fold): r for r in records if r.status == "FINISHED"}
-    names = list(dict.fromkeys([*(order or []), *sorted({r.variant for r in records})]))
     lines = []
-    for name in names:
-        ref = baseline.get(name) if isinstance(baseline, Mapping) else baseline
-        if not ref or ref == name:
-            continue
-        keys = sorted((s, f) for v, s, f in done if v == name and (ref, s, f) in done)
+    for name, ref, runs in _paired_runs(records, baseline, order):
         deltas: dict[str, list[float]] = {}  # per metric, variant - baseline of each pair (unscaled)
         for m in metrics:
-            pairs = [(done[(name, *k)].last(m), done[(ref, *k)].last(m)) for k in keys]
+            pairs = [(a.last(m), b.last(m)) for a, b in runs]
             if pairs and all(a is not None and b is not None for a, b in pairs):
                 deltas[m] = [a - b for a, b in pairs]
         key = deltas.get(key_metric)
@@ -311,8 +324,7 @@ def paired_table(
         n, stat = len(key), Stat.of(key)
         cells = [name, ref, str(n)]
         cells += [Stat.of(deltas[m]).signed(_scale(m), 2) if m in deltas else "—" for m in metrics]
-        best = [done[(name, *k)].at_best(key_metric, key_metric) - done[(ref, *k)].at_best(key_metric, key_metric)
-                for k in keys]
+        best = [a.at_best(key_metric, key_metric) - b.at_best(key_metric, key_metric) for a, b in runs]
         cells.append(Stat.of(best).signed(_scale(key_metric), 2))
         cells.append(f"{stat.se * _scale(key_metric):.2f}" if n > 1 else "—")
         lower_is_better = key_metric.endswith("_mm")
@@ -337,15 +349,9 @@ def paired_deltas(
     Per variant with a baseline: ``(baseline, [variant - baseline of the key metric, last epoch, per pair])`` over
     the (seed, fold) runs both FINISHED, in seed then fold order (the pairs of :func:`paired_table`).
     """
-    done = {(r.variant, r.seed, r.fold): r for r in records if r.status == "FINISHED"}
-    names = list(dict.fromkeys([*(order or []), *sorted({r.variant for r in records})]))
     found: dict[str, tuple[str, list[float]]] = {}
-    for name in names:
-        ref = baseline.get(name) if isinstance(baseline, Mapping) else baseline
-        if not ref or ref == name:
-            continue
-        keys = sorted((s, f) for v, s, f in done if v == name and (ref, s, f) in done)
-        pairs = [(done[(name, *k)].last(key_metric), done[(ref, *k)].last(key_metric)) for k in keys]
+    for name, ref, runs in _paired_runs(records, baseline, order):
+        pairs = [(a.last(key_metric), b.last(key_metric)) for a, b in runs]
         pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
         if pairs:
             found[name] = (ref, [a - b for a, b in pairs])
