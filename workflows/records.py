@@ -25,8 +25,9 @@ __all__ = ["DETAILS_DIR", "MAX_HISTORY", "export_records", "import_records", "re
 
 # The folder of per-image scores a run logs as an MLflow artifact (the skin bundle's val_details override).
 DETAILS_DIR = "val_details"
-# Metrics logged more often than this (per iteration: train_loss, lr) are left out of a record: a record keeps
-# what the reports read, the per-epoch validation metrics, not a second copy of the store.
+# Metrics logged more often than this (per iteration: train_loss_iter, lr_iter; train_loss, lr_group_0 in runs
+# before issue 23) are left out of a record: a record keeps what the reports read, the per-epoch metrics
+# (validation metrics, train_loss_epoch), not a second copy of the store.
 MAX_HISTORY = 200
 # MLflow's own bookkeeping tags that a recreated run gets anew or that name a logged model the record lacks.
 _SKIPPED_TAGS = ("mlflow.log-model.history",)

@@ -9,7 +9,7 @@ module:
 - :mod:`.status`: how a run ends (FINISHED, FAILED, KILLED).
 - :mod:`.run_params`: the params (:class:`RunParams`, built by the bundle config; the network built).
 - :mod:`.identity`: the tags and the configuration under ``config/``.
-- :mod:`.metric_buffer`: metrics sent in batches.
+- :mod:`.metric_buffer`: metrics sent in batches, one step axis per kind of metric.
 - :mod:`.artifacts`: files uploaded into named folders.
 - :mod:`.logged_model`: the network as an MLflow model with a checked ``python_function`` flavour.
 - :mod:`.handler`: the handler that composes them.
@@ -30,7 +30,16 @@ from monai_srb.tracking.logged_model import (
     log_network,
     model_signature,
 )
-from monai_srb.tracking.metric_buffer import MetricBuffer, epoch_metrics, iteration_metrics
+from monai_srb.tracking.metric_buffer import (
+    EPOCH_SUFFIX,
+    ITERATION_SUFFIX,
+    EpochMean,
+    MetricBuffer,
+    epoch_metrics,
+    iteration_metrics,
+    iteration_names,
+    loss_values,
+)
 from monai_srb.tracking.run_params import RunParams, config_overrides, describe_network, param_value
 from monai_srb.tracking.runs import (
     CHECKPOINT_SHA256_TAG,
@@ -52,12 +61,15 @@ from monai_srb.tracking.store import (
 __all__ = [
     "CHECKPOINT_SHA256_TAG",
     "CONFIG_FOLDER",
+    "EPOCH_SUFFIX",
     "FAILED",
     "INPUT_METADATA_KEY",
+    "ITERATION_SUFFIX",
     "KILLED",
     "PROCESS_RUN_NAME",
     "RUNNING",
     "RUN_ID_STATE_KEY",
+    "EpochMean",
     "LoggedNetwork",
     "MetricBuffer",
     "ModelInputError",
@@ -77,11 +89,13 @@ __all__ = [
     "input_contract",
     "is_running",
     "iteration_metrics",
+    "iteration_names",
     "join_or_create_run",
     "link_resumed_run",
     "log_best_model",
     "log_config",
     "log_network",
+    "loss_values",
     "model_signature",
     "param_value",
     "parent_run_tags",

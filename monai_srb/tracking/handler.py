@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine, Events
+from monai.engines import Trainer
 from monai.handlers import MLFlowHandler
 from torch import nn
 
@@ -21,7 +22,14 @@ from monai_srb.tracking.artifacts import folder_paths, upload_folders
 from monai_srb.tracking.experiment import get_or_create_experiment, sqlite_artifact_location
 from monai_srb.tracking.identity import log_config, run_tags
 from monai_srb.tracking.logged_model import log_best_model
-from monai_srb.tracking.metric_buffer import MetricBuffer, epoch_metrics, iteration_metrics
+from monai_srb.tracking.metric_buffer import (
+    EpochMean,
+    MetricBuffer,
+    epoch_metrics,
+    iteration_metrics,
+    iteration_names,
+    loss_values,
+)
 from monai_srb.tracking.run_params import RunParams, describe_network, param_value
 from monai_srb.tracking.runs import PROCESS_RUN_NAME, RUN_ID_STATE_KEY
 from monai_srb.tracking.status import FAILED, end_run
@@ -54,9 +62,18 @@ class SRBMLFlowHandler(MLFlowHandler):
       version (``bundle``, ``bundle_version``), the network built (``network``, ``block``, ``srb_positions``), the
       data set (``dataset``: the folder name of the ``dataset_dir`` param, or ``synthetic``) and the git commit
       (``mlflow.source.git.commit``) when there is one.
-    - losses, optimizer params and metrics (the same keys and steps as MONAI's default loggers) are buffered and
-      sent in batches at each epoch end (:class:`MetricBuffer`): the handler gives MONAI its own
-      ``iteration_logger`` and ``epoch_logger``, unless the caller gives theirs (then those log, unbuffered).
+    - one step axis per kind of metric (:mod:`.metric_buffer`): per-iteration metrics, the loss and the optimizer
+      params, at step = iteration under names ending in ``_iter`` (``train_loss_iter``, ``lr_iter``); per-epoch
+      metrics at step = epoch (``global_epoch_transform(epoch)``): the engine's metrics under their own names
+      (``val_mean_iou``) and, on a trainer, the epoch's mean loss ``<tag_name>_epoch`` (``train_loss_epoch``: the
+      mean over every iteration of the epoch). The per-iteration metrics stay on (``iteration_log=False`` turns
+      them and the epoch's mean loss off): a loss spike or a learning-rate schedule inside an epoch shows only
+      there, they cost one request per epoch (below), and the grid's records leave them out
+      (``workflows.records``). Their names changed: runs before this logged ``train_loss`` (or ``Loss``) and
+      ``lr_group_0`` per iteration and no epoch loss.
+    - metrics are buffered and sent in batches at each epoch end (:class:`MetricBuffer`): the handler gives MONAI
+      its own ``iteration_logger`` and ``epoch_logger``, unless the caller gives theirs (then those log, unbuffered,
+      under MONAI's names, and no epoch loss is logged).
     - at :meth:`close`, with ``model_input_shape``, the network with the weights of ``model_checkpoint`` (the
       best checkpoint) is logged as ``model`` (:func:`log_best_model`):
       ``mlflow.pytorch.load_model("runs:/<run id>/model")`` gives the network, ``mlflow.pyfunc.load_model`` (and
@@ -130,6 +147,7 @@ class SRBMLFlowHandler(MLFlowHandler):
         super().__init__(tracking_uri=tracking_uri, run_name=run_name or PROCESS_RUN_NAME, **kwargs)
         self.model_info: Any = None
         self.metric_buffer = MetricBuffer(self.client)
+        self.epoch_loss = EpochMean()
 
     def params(self) -> dict[str, Any]:
         """
@@ -182,7 +200,8 @@ class SRBMLFlowHandler(MLFlowHandler):
     def log_iteration(self, engine: Engine) -> None:
         """
         The ``iteration_logger`` MONAI's ``MLFlowHandler`` calls at each iteration: what its default logger logs
-        (:func:`iteration_metrics`), into the buffer.
+        (:func:`iteration_metrics`) under per-iteration names (:func:`iteration_names`), at step = iteration, into
+        the buffer.
 
         Args:
             engine: the engine, at ``ITERATION_COMPLETED``.
@@ -191,12 +210,24 @@ class SRBMLFlowHandler(MLFlowHandler):
             ValueError: when there is something to log but no run (as MONAI raises).
         """
         metrics = iteration_metrics(engine, self.output_transform, self.tag_name, self.optimizer_param_names)
-        self._buffer(metrics, engine.state.iteration)
+        optimizer = getattr(engine, "optimizer", None)
+        groups = 0 if optimizer is None else len(optimizer.param_groups)
+        self._buffer(iteration_names(metrics, self.optimizer_param_names, groups), engine.state.iteration)
+
+    def add_epoch_loss(self, engine: Engine) -> None:
+        """
+        At each iteration of a trainer: add its loss (:func:`loss_values`) to the epoch's mean (:class:`EpochMean`).
+
+        Args:
+            engine: the trainer, at ``ITERATION_COMPLETED``.
+        """
+        self.epoch_loss.add(loss_values(engine.state.output, self.output_transform, self.tag_name))
 
     def log_epoch(self, engine: Engine) -> None:
         """
         The ``epoch_logger`` MONAI's ``MLFlowHandler`` calls at each epoch end: what its default logger logs
-        (:func:`epoch_metrics`, at step ``global_epoch_transform(epoch)``), into the buffer.
+        (:func:`epoch_metrics`) and, on a trainer, the epoch's mean loss (``<tag_name>_epoch``), at step
+        ``global_epoch_transform(epoch)``, into the buffer.
 
         Args:
             engine: the engine, at ``EPOCH_COMPLETED``.
@@ -204,7 +235,7 @@ class SRBMLFlowHandler(MLFlowHandler):
         Raises:
             ValueError: when there is something to log but no run (as MONAI raises).
         """
-        metrics = epoch_metrics(engine, self.state_attributes)
+        metrics = {**epoch_metrics(engine, self.state_attributes), **self.epoch_loss.pop()}
         if metrics:
             self._buffer(metrics, self.global_epoch_transform(engine.state.epoch))
 
@@ -244,13 +275,17 @@ class SRBMLFlowHandler(MLFlowHandler):
     def attach(self, engine: Engine) -> None:
         """
         MONAI's event handlers, then :meth:`failed` on an exception, :meth:`link_resumed_run` at each epoch start
-        and :meth:`flush_metrics` at each epoch end (after MONAI's epoch log); the run id joins the engine's
-        ``state_dict_user_keys``.
+        and :meth:`flush_metrics` at each epoch end (after MONAI's epoch log); on a trainer that logs iterations
+        with this handler's epoch logger, :meth:`add_epoch_loss` at every iteration (whatever filter
+        ``iteration_log`` sets); the run id joins the engine's ``state_dict_user_keys``.
 
         Args:
             engine: a trainer, validator or evaluator.
         """
         super().attach(engine)
+        if self.iteration_log and self.epoch_logger == self.log_epoch and isinstance(engine, Trainer):
+            if not engine.has_event_handler(self.add_epoch_loss, Events.ITERATION_COMPLETED):
+                engine.add_event_handler(Events.ITERATION_COMPLETED, self.add_epoch_loss)
         if not engine.has_event_handler(self.failed, Events.EXCEPTION_RAISED):
             engine.add_event_handler(Events.EXCEPTION_RAISED, self.failed)
         if RUN_ID_STATE_KEY not in engine.state_dict_user_keys:

@@ -87,7 +87,7 @@ def test_mlflow_has_dice_iou_params_and_artifacts(trained):
     # one validation volume, so the mean Dice is the mean of its two classes
     per_class = [train_run.data.metrics[f"Dice_{name}"] for name in ("organ", "lesion")]
     assert train_run.data.metrics["Dice"] == pytest.approx(np.mean(per_class), abs=1e-4)
-    assert len(_history(client, train_run.info.run_id, "Loss")) == 3  # one per iteration
+    assert len(_history(client, train_run.info.run_id, "train_loss_iter")) == 3  # one per iteration
     params = train_run.data.params
     assert params["epochs"] == "1" and params["patch_size"] == "[32, 32, 32]" and params["block"] == "srb_fft"
     assert params["norm"] == "instance" and params["split_seed"] == "0"
@@ -246,7 +246,7 @@ def test_batch_norm_run_logs_its_norm(tmp_path):
 def test_same_seed_gives_identical_metrics(trained, tmp_path):
     _run(tmp_path, epochs=1)
     (client_a, run_a), (client_b, run_b) = _train_run(trained), _train_run(tmp_path)
-    for key in ("Dice", "IoU", "Loss"):
+    for key in ("Dice", "IoU", "train_loss_iter"):
         assert _history(client_a, run_a.info.run_id, key) == _history(client_b, run_b.info.run_id, key)
 
 

@@ -69,9 +69,10 @@ def test_monai_tracking_route_logs_nothing_twice(runs):
     # MONAI's MLFlowHandler would log to its own "monai_experiment" or, here, beside the bundle's handler
     assert [e.name for e in runs.experiments if e.name != "Default"] == [EXPERIMENT]
     train_id = runs.train.info.run_id
-    assert _steps(runs.client, train_id, "train_loss") == [1, 2, 3, 4, 5, 6]
+    assert _steps(runs.client, train_id, "train_loss_iter") == [1, 2, 3, 4, 5, 6]
+    assert _steps(runs.client, train_id, "train_loss_epoch") == [1, 2]
     assert _steps(runs.client, train_id, "val_mean_iou") == [1, 2]
-    assert "Loss" not in runs.train.data.metrics
+    assert not {"Loss", "Loss_iter", "train_loss"} & set(runs.train.data.metrics)
     assert _steps(runs.client, runs.evaluate.info.run_id, "val_mean_iou") == [1]
 
 

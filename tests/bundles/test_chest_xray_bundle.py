@@ -86,7 +86,7 @@ def test_train_writes_checkpoints_that_load_weights_only(trained):
 def test_train_logs_metrics_and_gradcam_artifacts_to_mlflow(trained):
     (run,) = _runs(trained)
     assert run.info.status == "FINISHED"
-    expected = {"Loss", "AUC", "Accuracy"} | {f"AUC_{name}" for name in CHESTXRAY14_CLASSES}
+    expected = {"train_loss_iter", "train_loss_epoch", "AUC", "Accuracy"} | {f"AUC_{name}" for name in CHESTXRAY14_CLASSES}
     assert expected <= set(run.data.metrics)
     assert 0.0 <= run.data.metrics["Accuracy"] <= 1.0
     assert [step for step, _ in _history(trained, run, "AUC")] == [1, 2]
@@ -145,7 +145,7 @@ def test_same_seed_gives_identical_training(trained, tmp_path):
     # The first epoch again, from scratch: the same losses, metrics and weights as the trained run's first.
     _run(tmp_path, **{**TINY, "epochs": 1}, **_shared_store(trained, "same_seed"))
     first, (second,) = _runs(trained)[0], _runs(trained, "same_seed")
-    for key in ["Loss", "AUC"] + [f"AUC_{name}" for name in CHESTXRAY14_CLASSES]:
+    for key in ["train_loss_iter", "AUC"] + [f"AUC_{name}" for name in CHESTXRAY14_CLASSES]:
         b = _history(trained, second, key)
         a = _history(trained, first, key)[: len(b)]
         assert len(b) > 0 and all(sa == sb and _same(va, vb) for (sa, va), (sb, vb) in zip(a, b)), key
@@ -163,7 +163,7 @@ def test_resume_continues_at_the_next_epoch(trained, tmp_path):
     assert sorted(p.name for p in (tmp_path / "models").glob("checkpoint_*")) == ["checkpoint_epoch=2.pt"]
     # The trained run went on from that checkpoint uninterrupted: the same second epoch, bit for bit.
     uninterrupted = _runs(trained)[0]
-    for key in ["Loss", "AUC"]:
+    for key in ["train_loss_iter", "AUC"]:
         assert _history(trained, run, key) == _history(trained, uninterrupted, key)[-len(_history(trained, run, key)) :]
     w1 = torch.load(trained / "models" / "checkpoint_epoch=2.pt", weights_only=True)["model"]
     w2 = torch.load(tmp_path / "models" / "checkpoint_epoch=2.pt", weights_only=True)["model"]

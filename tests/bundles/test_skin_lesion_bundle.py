@@ -109,9 +109,10 @@ def test_train_writes_checkpoints_and_mlflow(trained):
 
     client, (run,) = _mlflow_runs(f"sqlite:///{trained.out}/mlflow.db")
     assert run.info.status == "FINISHED"
-    assert set(VAL_METRICS) | {"train_loss"} <= set(run.data.metrics)
+    assert set(VAL_METRICS) | {"train_loss_iter", "train_loss_epoch"} <= set(run.data.metrics)
     assert [s for s, _ in _history(client, run.info.run_id, "val_mean_iou")] == [1, 2]
-    assert len(_history(client, run.info.run_id, "train_loss")) == 2 * 3  # per iteration
+    assert len(_history(client, run.info.run_id, "train_loss_iter")) == 2 * 3  # per iteration
+    assert [s for s, _ in _history(client, run.info.run_id, "train_loss_epoch")] == [1, 2]  # per epoch
     assert run.data.params["epochs"] == "2" and run.data.params["image_size"] == "32"
     assert run.data.params["srb_count"] == "4" and "loss._target_" not in run.data.params  # no raw config entries
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -130,7 +131,7 @@ def test_same_seed_gives_identical_metrics(trained, tmp_path):
     histories = []
     for out in (trained.out, tmp_path):
         client, (run,) = _mlflow_runs(f"sqlite:///{out}/mlflow.db")
-        histories.append({k: _history(client, run.info.run_id, k) for k in (*VAL_METRICS, "train_loss")})
+        histories.append({k: _history(client, run.info.run_id, k) for k in (*VAL_METRICS, "train_loss_iter")})
     assert histories[0] == histories[1]
 
 
@@ -341,7 +342,7 @@ def test_mlflow_http_server(tmp_path, mlflow_server):
     assert not (tmp_path / "out" / "mlflow.db").exists()
     client, (run,) = _mlflow_runs(mlflow_server)
     assert run.info.status == "FINISHED"
-    assert set(VAL_METRICS) | {"train_loss"} <= set(run.data.metrics)
+    assert set(VAL_METRICS) | {"train_loss_iter", "train_loss_epoch"} <= set(run.data.metrics)
     assert run.data.params["tracking_uri"] == mlflow_server
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config", "checkpoints", "figures"} <= artifacts

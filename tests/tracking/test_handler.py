@@ -125,12 +125,19 @@ def test_iteration_metrics_are_sent_once_per_epoch(tmp_path, epochs, iterations)
 
     handler.client.log_batch = counting
     trainer.run()
-    assert sent == [2 * iterations] * epochs
+    assert sent == [2 * iterations + 1] * epochs  # loss and lr per iteration, the epoch's mean loss
     run = _runs(tmp_path, "buffered")[0]
     client = _client(tmp_path)
-    for key in ("Loss", "lr_group_0"):
-        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
-        assert steps == list(range(1, epochs * iterations + 1))
+    # per iteration under names that say so, at step = iteration; the epoch's mean loss at step = epoch
+    history = {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+               for key in run.data.metrics}
+    assert set(history) == {"Loss_iter", "lr_iter", "Loss_epoch"}
+    for key in ("Loss_iter", "lr_iter"):
+        assert [step for step, _ in history[key]] == list(range(1, epochs * iterations + 1))
+    losses = [value for _, value in history["Loss_iter"]]
+    means = [np.mean(losses[i : i + iterations]) for i in range(0, len(losses), iterations)]
+    assert [step for step, _ in history["Loss_epoch"]] == list(range(1, epochs + 1))
+    np.testing.assert_allclose([value for _, value in history["Loss_epoch"]], means, rtol=1e-6)
 
 
 # ---- the best checkpoint as an MLflow model, loadable in another process ----

@@ -4,13 +4,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 from monai.handlers import MLFlowHandler, from_engine
 
-from monai_srb.tracking import MetricBuffer, SRBMLFlowHandler, default_tracking_uri
+from monai_srb.tracking import EpochMean, MetricBuffer, SRBMLFlowHandler, default_tracking_uri, iteration_names
 
 SIZE = 8
 
@@ -52,15 +53,59 @@ OPTIONS: list[dict[str, Any]] = [
 ]
 
 
+# the engine state attributes and metrics logged at epoch ends, under their own names in both handlers
+EPOCH_KEYS = {"score", "iteration"}
+ITERATIONS_PER_EPOCH = 3
+
+
 @pytest.mark.parametrize("options", OPTIONS, ids=["default_names", "named_loss", "dict_loss"])
-def test_the_buffer_gets_what_monais_default_loggers_log(tmp_path, options):
+def test_the_buffer_gets_what_monais_default_loggers_log_on_one_axis_per_kind(tmp_path, options):
     uri = default_tracking_uri(str(tmp_path))
     for experiment, handler in (("monai", MLFlowHandler), ("srb", SRBMLFlowHandler)):
-        trainer = _trainer()
+        trainer = _trainer(n=ITERATIONS_PER_EPOCH)
         handler(tracking_uri=uri, experiment_name=experiment, close_on_complete=True, **options).attach(trainer)
         trainer.run()
     monai, srb = _history(tmp_path, "monai"), _history(tmp_path, "srb")
-    assert srb == monai and "score" in srb
+    # MONAI's per-iteration metrics (the loss, each group's lr) end in _iter; the per-epoch ones keep their names
+    expected = {key if key in EPOCH_KEYS else f"{key}_iter": history for key, history in monai.items()}
+    # and each loss gets its epoch's mean at the epoch's step, the step MONAI gives the per-epoch metrics
+    epoch_steps = [step for step, _ in monai["score"]]
+    losses = [key for key in monai if key not in EPOCH_KEYS and not key.startswith(("lr_", "momentum_"))]
+    assert losses and len(epoch_steps) == 2
+    for key in losses:
+        values = [value for _, value in monai[key]]
+        means = [np.mean(values[i : i + ITERATIONS_PER_EPOCH]) for i in range(0, len(values), ITERATIONS_PER_EPOCH)]
+        expected[f"{key}_epoch"] = list(zip(epoch_steps, means))
+    assert set(srb) == set(expected) and "score" in srb
+    for key, history in expected.items():
+        assert [s for s, _ in srb[key]] == [s for s, _ in history], key
+        np.testing.assert_allclose([v for _, v in srb[key]], [v for _, v in history], rtol=1e-6, err_msg=key)
+
+
+# (MONAI's per-iteration names, optimizer params, param groups, the per-iteration names logged)
+NAME_CASES = [
+    ({"train_loss": 1.0, "lr_group_0": 0.1}, ["lr"], 1, {"train_loss_iter": 1.0, "lr_iter": 0.1}),
+    ({"Loss": 1.0, "lr_group_0": 0.1, "lr_group_1": 0.5}, ["lr"], 2,
+     {"Loss_iter": 1.0, "lr_group_0_iter": 0.1, "lr_group_1_iter": 0.5}),
+    ({"a": 1.0, "b": 2.0, "lr_group_0": 0.1, "momentum_group_0": 0.9}, ["lr", "momentum"], 1,
+     {"a_iter": 1.0, "b_iter": 2.0, "lr_iter": 0.1, "momentum_iter": 0.9}),
+    ({"train_loss": 1.0}, ["lr"], 0, {"train_loss_iter": 1.0}),  # no optimizer
+]
+
+
+@pytest.mark.parametrize("metrics,param_names,groups,expected", NAME_CASES)
+def test_per_iteration_metrics_are_named_for_their_axis(metrics, param_names, groups, expected):
+    assert iteration_names(metrics, param_names, groups) == expected
+
+
+def test_the_epoch_mean_restarts_each_epoch():
+    mean = EpochMean()
+    for value in (1.0, 2.0, torch.tensor(6.0).item()):
+        mean.add({"train_loss": value})
+    assert mean.pop() == {"train_loss_epoch": 3.0}
+    assert mean.pop() == {}
+    mean.add({"a": 1.0, "b": 4.0})
+    assert mean.pop() == {"a_epoch": 1.0, "b_epoch": 4.0}
 
 
 def test_callers_own_loggers_are_used_as_given(tmp_path):
