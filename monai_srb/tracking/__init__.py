@@ -7,8 +7,11 @@ module:
 - :mod:`.experiment`: the experiment, made before the handler picks its run.
 - :mod:`.runs`: which run a handler joins or creates, resumed runs linked, evaluate runs nested.
 - :mod:`.status`: how a run ends (FINISHED, FAILED, KILLED).
-- :mod:`.run_params`: the params (:class:`RunParams`, built by the bundle config; the network built).
-- :mod:`.identity`: the tags and the configuration under ``config/``.
+- :mod:`.run_params`: the params (:class:`RunParams`, built by the bundle config; the network built), without
+  machine paths.
+- :mod:`.run_data`: the data a run reads as its dataset input (:class:`RunData`: name, digest, counts).
+- :mod:`.identity`: MLflow's own tags, the bundle's tags, the run's one-line note and the configuration under
+  ``config/``.
 - :mod:`.metric_buffer`: metrics sent in batches, one step axis per kind of metric.
 - :mod:`.artifacts`: files uploaded into named folders.
 - :mod:`.logged_model`: the network as an MLflow model with a checked ``python_function`` flavour.
@@ -20,7 +23,15 @@ from __future__ import annotations
 from monai_srb.tracking.artifacts import folder_paths, upload_folders
 from monai_srb.tracking.experiment import get_or_create_experiment, sqlite_artifact_location
 from monai_srb.tracking.handler import SRBMLFlowHandler
-from monai_srb.tracking.identity import CONFIG_FOLDER, git_commit, log_config, run_tags
+from monai_srb.tracking.identity import (
+    CONFIG_FOLDER,
+    NOTE_TAG,
+    git_commit,
+    log_config,
+    run_note,
+    run_tags,
+    source_tags,
+)
 from monai_srb.tracking.logged_model import (
     INPUT_METADATA_KEY,
     LoggedNetwork,
@@ -40,7 +51,14 @@ from monai_srb.tracking.metric_buffer import (
     iteration_names,
     loss_values,
 )
-from monai_srb.tracking.run_params import RunParams, config_overrides, describe_network, param_value
+from monai_srb.tracking.run_data import SYNTHETIC, FileListDataset, RunData
+from monai_srb.tracking.run_params import (
+    RunParams,
+    config_overrides,
+    describe_network,
+    param_value,
+    portable_value,
+)
 from monai_srb.tracking.runs import (
     CHECKPOINT_SHA256_TAG,
     PROCESS_RUN_NAME,
@@ -66,13 +84,17 @@ __all__ = [
     "INPUT_METADATA_KEY",
     "ITERATION_SUFFIX",
     "KILLED",
+    "NOTE_TAG",
     "PROCESS_RUN_NAME",
     "RUNNING",
     "RUN_ID_STATE_KEY",
+    "SYNTHETIC",
     "EpochMean",
+    "FileListDataset",
     "LoggedNetwork",
     "MetricBuffer",
     "ModelInputError",
+    "RunData",
     "RunParams",
     "SRBMLFlowHandler",
     "check_tracking_server",
@@ -99,7 +121,10 @@ __all__ = [
     "model_signature",
     "param_value",
     "parent_run_tags",
+    "portable_value",
+    "run_note",
     "run_tags",
+    "source_tags",
     "sqlite_artifact_location",
     "tracking_enabled",
     "upload_folders",

@@ -20,7 +20,7 @@ from torch import nn
 from monai_srb.tracking import runs
 from monai_srb.tracking.artifacts import folder_paths, upload_folders
 from monai_srb.tracking.experiment import get_or_create_experiment, sqlite_artifact_location
-from monai_srb.tracking.identity import log_config, run_tags
+from monai_srb.tracking.identity import NOTE_TAG, log_config, run_note, run_tags
 from monai_srb.tracking.logged_model import log_best_model
 from monai_srb.tracking.metric_buffer import (
     EpochMean,
@@ -30,6 +30,7 @@ from monai_srb.tracking.metric_buffer import (
     iteration_names,
     loss_values,
 )
+from monai_srb.tracking.run_data import RunData
 from monai_srb.tracking.run_params import RunParams, describe_network, param_value
 from monai_srb.tracking.runs import PROCESS_RUN_NAME, RUN_ID_STATE_KEY
 from monai_srb.tracking.status import FAILED, end_run
@@ -53,15 +54,19 @@ class SRBMLFlowHandler(MLFlowHandler):
       marked ``KILLED``.
     - handlers of one process with one ``run_name`` (the trainer's and the validator's) share a run; a
       ``RUNNING`` run left by another (killed) process is never joined (:func:`join_or_create_run`).
-    - the run owner (the handler given ``run_params``, ``experiment_param`` or ``network``) logs the params:
-      ``run_params`` (:meth:`RunParams.params`: the tracked values, and the overrides when it holds the config),
+    - the run owner (the handler given ``run_params``, ``run_data``, ``experiment_param`` or ``network``) logs the
+      params: ``run_params`` (:meth:`RunParams.params`: the tracked values, and the overrides when it holds the config),
       ``experiment_param``, and :func:`describe_network` of ``network`` (class, block count and positions, norm:
       what was built, whatever override built it). With ``run_params`` it logs the configuration under
       ``config/`` (:func:`log_config`: ``merged_config.json`` when ``run_params`` holds the config,
       else the config files as filed and ``run_params.json``), and it tags the run with the bundle name and
       version (``bundle``, ``bundle_version``), the network built (``network``, ``block``, ``srb_positions``), the
-      data set (``dataset``: the folder name of the ``dataset_dir`` param, or ``synthetic``) and the git commit
-      (``mlflow.source.git.commit``) when there is one.
+      data set (``dataset``: the folder name of ``run_data``'s ``dataset_dir``, or ``synthetic``) and a one-line
+      description (``mlflow.note.content``, :func:`run_note`); ``run_data`` is logged as the run's dataset input
+      (:meth:`RunData.log`: name, digest of the file list, counts; context ``training`` on a trainer, else
+      ``evaluation``). Params hold no machine paths (:meth:`RunParams.params`).
+    - every run it creates has MLflow's own tags (:func:`source_tags`: ``mlflow.user``, ``mlflow.source.name``,
+      ``mlflow.source.git.commit``), which ``MlflowClient.create_run`` does not add by itself.
     - one step axis per kind of metric (:mod:`.metric_buffer`): per-iteration metrics, the loss and the optimizer
       params, at step = iteration under names ending in ``_iter`` (``train_loss_iter``, ``lr_iter``); per-epoch
       metrics at step = epoch (``global_epoch_transform(epoch)``): the engine's metrics under their own names
@@ -100,6 +105,7 @@ class SRBMLFlowHandler(MLFlowHandler):
         artifact_folders: MLflow folder -> file(s) or folder(s) to upload into it, e.g.
             ``{"checkpoints": "runs/models/model.pt", "figures": "runs/figures"}``; missing paths are skipped.
         run_params: what the bundle config records about itself (:class:`RunParams`), read when the run starts.
+        run_data: the data the run reads (:class:`RunData`), recorded as its dataset input and ``dataset`` tag.
         kwargs: the arguments of :class:`monai.handlers.MLFlowHandler`.
 
     Raises:
@@ -120,6 +126,7 @@ class SRBMLFlowHandler(MLFlowHandler):
         scored_checkpoint: str | None = None,
         artifact_folders: Mapping[str, str | Sequence[str]] | None = None,
         run_params: RunParams | None = None,
+        run_data: RunData | None = None,
         **kwargs: Any,
     ) -> None:
         if tracking_uri:
@@ -136,8 +143,9 @@ class SRBMLFlowHandler(MLFlowHandler):
         self.scored_checkpoint = scored_checkpoint
         self.artifact_folders = folder_paths(artifact_folders)
         self.run_params = run_params
+        self.run_data = run_data
         self.given_params = kwargs.get("experiment_param")
-        self.owns_run = run_params is not None or self.given_params is not None or network is not None
+        self.owns_run = any(a is not None for a in (run_params, run_data, self.given_params, network))
         self.network_description = {} if network is None else describe_network(network)
         # MONAI's public logging hooks feed the buffer; a caller's own loggers are used as given.
         if kwargs.get("iteration_logger") is None:
@@ -184,12 +192,17 @@ class SRBMLFlowHandler(MLFlowHandler):
         super().start(engine)
         setattr(engine.state, RUN_ID_STATE_KEY, self.cur_run.info.run_id)
         if self.owns_run and created:
-            self._log_run_identity()
+            self._log_run_identity("training" if isinstance(engine, Trainer) else "evaluation")
 
-    def _log_run_identity(self) -> None:
+    def _log_run_identity(self, kind: str) -> None:
         run_id = self.cur_run.info.run_id
         meta = {} if self.run_params is None else self.run_params.meta
-        tags = run_tags(meta, self.network_description, self.experiment_param or {})
+        data = self.run_data
+        tags = run_tags(meta, self.network_description, None if data is None else data.name)
+        tags[NOTE_TAG] = run_note(kind, meta, self.network_description, self.experiment_param or {},
+                                  None if data is None else data.name, None if data is None else data.counts())
+        if data is not None:
+            data.log(self.client, run_id, kind)
         if self.scored_checkpoint is not None:
             tags.update(runs.parent_run_tags(self.client, self.experiment, self.scored_checkpoint))
         for key, value in tags.items():

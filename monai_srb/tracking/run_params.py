@@ -10,11 +10,16 @@ components are then built when referenced), and ``monai.bundle run`` merges the 
 parser and keeps them nowhere else. So a ``monai.bundle run`` records what the overrides did (the tracked values,
 the network built) and which files ran, and a Python caller that holds the workflow can add the overrides
 themselves (``RunParams.config``).
+
+No machine paths: a param naming a file or folder (``output_dir``, ``resume_from``, ``ckpt_path``) is recorded
+relative to the bundle root, or left out when it lies outside it (:func:`portable_value`); the data is the run's
+dataset input (:class:`~monai_srb.tracking.run_data.RunData`), not a path.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +32,14 @@ from torch import nn
 from monai_srb.blocks import block_name, is_block
 from monai_srb.nets.insertion import InsertedBlock
 
-__all__ = ["RunParams", "config_overrides", "describe_network", "param_value", "unwrap"]
+__all__ = ["RunParams", "config_overrides", "describe_network", "param_value", "portable_value", "unwrap"]
 
 # How the ids of nested config items are written on the command line (`--network_def#srb_after`).
 _ID_SEP = "#"
 # MLflow accepts 6000 characters per param value; long lists or expressions carry no information worth it.
 _MAX_PARAM_LEN = 500
+# URI schemes whose rest is a local path (a tracking store, a file).
+_LOCAL_SCHEMES = ("sqlite:///", "file://")
 
 
 class RunParams:
@@ -41,7 +48,7 @@ class RunParams:
     :class:`SRBMLFlowHandler` as ``run_params``::
 
         "run_params": {"_target_": "monai_srb.tracking.RunParams", "config_files": "@config_files",
-                       "tracked": "@tracked_params", "meta": "@_meta_"},
+                       "tracked": "@tracked_params", "meta": "@_meta_", "bundle_root": "@bundle_root"},
         "mlflow_handler": {"_target_": "SRBMLFlowHandler", "run_params": "@run_params", ...}
 
     Without ``config`` (``python -m monai.bundle run``, which gives the config no handle on its parser) the run
@@ -63,6 +70,8 @@ class RunParams:
             ``_meta_`` of ``config``.
         config: the raw config after overrides (``ConfigParser.get()``, ``ConfigWorkflow(...).parser.get()``);
             a copy is kept.
+        bundle_root: the bundle's folder: a param that names a path inside it is recorded relative to it, one
+            outside it (or any absolute path, without ``bundle_root``) is left out (:func:`portable_value`).
     """
 
     def __init__(
@@ -71,11 +80,13 @@ class RunParams:
         tracked: Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
         config: Mapping[str, Any] | None = None,
+        bundle_root: str | os.PathLike | None = None,
     ) -> None:
         self.config_files = config_files
         self.tracked = dict(tracked or {})
         self._meta = None if meta is None else dict(meta)
         self.config = config
+        self.bundle_root = None if bundle_root is None else str(bundle_root)
 
     @property
     def config(self) -> dict[str, Any] | None:
@@ -106,13 +117,15 @@ class RunParams:
         """
         The run's MLflow params: the tracked values, and with :attr:`config` every id the run overrides
         (``network_def.srb_after`` for ``--network_def#srb_after '[]'``: MLflow names take ``.`` where the config
-        has ``#``) with its raw override, unless a tracked value has that name.
+        has ``#``) with its raw override, unless a tracked value has that name. Paths are relative to
+        ``bundle_root``; a machine path outside it is left out (:func:`portable_value`).
         """
-        params = {str(name): param_value(value) for name, value in self.tracked.items()}
+        found = {str(name): param_value(value) for name, value in self.tracked.items()}
         if self._config is not None:
             for name, value in config_overrides(self.files(), self._config).items():
-                params.setdefault(name.replace(_ID_SEP, "."), param_value(value))
-        return params
+                found.setdefault(name.replace(_ID_SEP, "."), param_value(value))
+        portable = {name: portable_value(value, self.bundle_root) for name, value in found.items()}
+        return {name: value for name, value in portable.items() if value is not None}
 
 
 def config_overrides(config_files: str | Sequence[str], config: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,6 +190,37 @@ def param_value(value: Any) -> str:
         value: the value.
     """
     return str(value)[:_MAX_PARAM_LEN]
+
+
+def portable_value(value: str, bundle_root: str | os.PathLike | None) -> str | None:
+    """
+    A param value without this machine's paths: a path inside ``bundle_root`` relative to it (``runs/models/model.pt``,
+    also inside a ``sqlite:///`` or ``file://`` URI), any other absolute path ``None`` (left out: it names a
+    folder of this machine, e.g. a grid run's ``/tmp/...`` output or the data's mount), everything else as it is.
+    A relative path given from the working directory counts as a path when it lies inside ``bundle_root``.
+
+    Args:
+        value: the param value (:func:`param_value`).
+        bundle_root: the bundle's folder; ``None``: every absolute path is left out.
+    """
+    scheme = next((s for s in _LOCAL_SCHEMES if value.startswith(s)), "")
+    if not scheme and "://" in value:
+        return value  # a server's URI (http://host:port)
+    path = value[len(scheme) :]
+    root = None if bundle_root is None else Path(bundle_root).resolve()
+    if not os.path.isabs(path):
+        if root is None or not ("/" in path or os.sep in path):
+            return value  # a name, a number, a list: not a path
+        try:
+            return scheme + Path(path).resolve().relative_to(root).as_posix()
+        except (ValueError, OSError):
+            return value  # relative, but not into the bundle: no machine's path either
+    if root is None:
+        return None
+    try:
+        return scheme + Path(path).resolve().relative_to(root).as_posix()
+    except (ValueError, OSError):
+        return None
 
 
 def config_params(config_files: str | Sequence[str], tracked: Mapping[str, Any] | None = None) -> dict[str, str]:

@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Experiment, Run
 from mlflow.exceptions import MlflowException
 
+from monai_srb.tracking.identity import source_tags
 from monai_srb.tracking.status import KILLED, end_run, is_running
 
 __all__ = [
@@ -73,7 +74,9 @@ def join_or_create_run(client: MlflowClient, experiment_id: str, run_name: str) 
         run_name: the run's name.
 
     Returns:
-        The run, and whether it was created here (its creator records what it is: params, tags, config).
+        The run, and whether it was created here (its creator records what it is: params, tags, config). A created
+        run has MLflow's own tags (:func:`~monai_srb.tracking.identity.source_tags`), which ``MlflowClient``, unlike
+        ``mlflow.start_run``, does not add.
     """
     running = client.search_runs(
         [experiment_id],
@@ -82,7 +85,7 @@ def join_or_create_run(client: MlflowClient, experiment_id: str, run_name: str) 
     running = [r for r in running if r.info.run_name == run_name]
     if running:
         return client.get_run(running[0].info.run_id), False
-    return client.create_run(experiment_id, run_name=run_name, tags={_PROCESS_TAG: _PROCESS_ID}), True
+    return client.create_run(experiment_id, run_name=run_name, tags=source_tags({_PROCESS_TAG: _PROCESS_ID})), True
 
 
 def link_resumed_run(client: MlflowClient, current: str, previous: str) -> None:

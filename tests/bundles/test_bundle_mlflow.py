@@ -82,7 +82,9 @@ def test_params_are_tracked_values_and_the_network_built(runs):
     # values used (norm) and the network built (the nested network_def#srb_positions), not as raw override ids
     params = runs.train.data.params
     assert params["epochs"] == "2" and params["image_size"] == "32"
-    assert params["tracking_uri"] == default_tracking_uri(str(runs.out))
+    # no machine paths: the output folder lies outside the bundle (left out), the data is the dataset input
+    assert not [v for v in params.values() if str(runs.out) in v or v.startswith("/")]
+    assert not {"output_dir", "dataset_dir", "tracking_uri"} & set(params)
     assert not [k for k in params if k.startswith("network_def.")]
     assert (params["network"], params["srb_count"], params["srb_positions"]) == ("SRBUNet", "1", "['before_up1']")
     assert (params["block"], params["norm"]) == ("srb_fft", "batch")
@@ -96,6 +98,21 @@ def test_tags_and_artifact_folders(runs):
     tags = runs.train.data.tags
     assert (tags["bundle"], tags["bundle_version"]) == (meta["name"], meta["version"])
     assert (tags["block"], tags["srb_positions"], tags["dataset"]) == ("srb_fft", "['before_up1']", "synthetic")
+    # MLflow's own tags, and one line saying what the run is
+    assert tags["mlflow.user"] and tags["mlflow.source.name"] and tags["mlflow.source.git.commit"]
+    assert tags["mlflow.note.content"] == (
+        f"training of {meta['name']} {meta['version']}: SRBUNet + 1 srb_fft (before_up1), batch norm; "
+        "data synthetic (train 6, val 2); 2 epochs"
+    )
+    assert runs.evaluate.data.tags["mlflow.note.content"].startswith(f"evaluation of {meta['name']}")
+    # the data as the runs' dataset inputs: one file list (8 images and their masks), counted per part
+    (train_data,) = runs.train.inputs.dataset_inputs
+    (scored,) = runs.evaluate.inputs.dataset_inputs
+    assert (train_data.dataset.name, json.loads(train_data.dataset.profile)) == ("synthetic", {"files": 16})
+    assert train_data.dataset.digest == scored.dataset.digest  # the same 8 images and masks
+    assert {t.key: t.value for t in train_data.tags} == {"mlflow.data.context": "training", "num_train": "6",
+                                                        "num_val": "2"}
+    assert {t.key: t.value for t in scored.tags} == {"mlflow.data.context": "evaluation", "num_scored": "8"}
     run_id = runs.train.info.run_id
     assert {"checkpoints", "config", "figures"} <= {a.path for a in runs.client.list_artifacts(run_id)}
     assert [a.path for a in runs.client.list_artifacts(run_id, "checkpoints")] == ["checkpoints/model.pt"]

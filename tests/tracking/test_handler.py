@@ -235,16 +235,21 @@ def test_tags_config_and_artifact_folders(tmp_path, caller, overrides, files):
         "config_files": str(path),
         "epochs": 1,
         "dataset_dir": "/data/isic2017_sample",
+        "output_dir": str(tmp_path / "runs"),
         "network": {"_target_": "monai_srb.nets.SRBUNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
                     "features": [4, 4, 8, 8, 8, 4], "srb_positions": ["before_up4"], "spatial_size": SIZE},
-        "tracked": {"epochs": "@epochs", "dataset_dir": "@dataset_dir"},
+        # a machine path outside the bundle (left out) and one inside it (relative to it)
+        "tracked": {"epochs": "@epochs", "dataset_dir": "@dataset_dir", "output_dir": "@output_dir"},
         "run_params": {"_target_": "monai_srb.tracking.RunParams", "config_files": "@config_files",
-                       "tracked": "@tracked", "meta": "@_meta_"},
+                       "tracked": "@tracked", "meta": "@_meta_", "bundle_root": str(tmp_path)},
+        "run_data": {"_target_": "monai_srb.tracking.RunData", "dataset_dir": "@dataset_dir",
+                     "parts": {"train": [{"image": "/data/isic2017_sample/a.png"}], "val": []}},
         "handler": {
             "_target_": "monai_srb.tracking.SRBMLFlowHandler",
             "output_dir": str(tmp_path),
             "experiment_name": "tags",
             "run_params": "@run_params",
+            "run_data": "@run_data",
             "network": "@network",
             "artifact_folders": {"checkpoints": str(ckpt), "figures": str(figures), "missing": str(tmp_path / "no")},
             "close_on_complete": True,
@@ -274,9 +279,18 @@ def test_tags_config_and_artifact_folders(tmp_path, caller, overrides, files):
     assert (tags["bundle"], tags["bundle_version"], tags["dataset"]) == ("tiny bundle", "0.3.0", "isic2017_sample")
     assert (tags["network"], tags["block"], tags["srb_positions"]) == ("SRBUNet", "none", "[]")
     assert tags.get("mlflow.source.git.commit") in heads
+    # MLflow's own tags, which MlflowClient.create_run leaves to the caller, and the run's one-line description
+    assert tags["mlflow.user"] and tags["mlflow.source.type"] == "LOCAL" and tags["mlflow.source.name"]
+    assert tags["mlflow.note.content"] == ("training of tiny bundle 0.3.0: SRBUNet without blocks, instance norm; "
+                                           "data isic2017_sample (train 1, val 0); 2 epochs")
+    # no machine paths: the data is the dataset input, a path inside the bundle is relative to it
     described = {"network": "SRBUNet", "srb_count": "0", "srb_positions": "[]", "block": "none", "norm": "instance"}
-    assert run.data.params == {"epochs": "2", "dataset_dir": "/data/isic2017_sample", **described, **overrides,
+    assert run.data.params == {"epochs": "2", "output_dir": "runs", **described, **overrides,
                                "max_epochs": "1", "epoch_length": "2"}
+    (data,) = run.inputs.dataset_inputs
+    assert (data.dataset.name, json.loads(data.dataset.profile)) == ("isic2017_sample", {"files": 1})
+    assert {t.key: t.value for t in data.tags} == {"mlflow.data.context": "training", "num_train": "1", "num_val": "0"}
+    assert data.dataset.digest == parser.get_parsed_content("run_data").digest()
     client = _client(tmp_path)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"checkpoints", "config", "figures"}
     assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/overlay_0.png"]

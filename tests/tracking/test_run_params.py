@@ -11,7 +11,7 @@ from monai.networks.nets import BasicUNet
 from monai_srb.nets import SRBUNet, insert_blocks
 from monai_srb.nets.srb_classifiers import SRBDenseNet121
 from monai_srb.nets.srb_unet import unet_norm
-from monai_srb.tracking import RunParams, describe_network
+from monai_srb.tracking import RunParams, describe_network, portable_value
 from monai_srb.tracking.run_params import config_params
 
 SIZE = 32  # smallest input a 4-level U-Net with SRBs at every level takes
@@ -73,6 +73,42 @@ def test_config_is_a_copy_and_gives_the_meta(tmp_path):
 )
 def test_files_as_monai_bundle_run_takes_them(config_files, expected):
     assert RunParams(config_files).files() == expected
+
+
+# (a param value under bundle root "<root>", what the run records; None: left out) with "<root>" and "<cwd>" replaced
+PATH_CASES = [
+    ("<root>/runs", "runs"),
+    ("<root>/runs/models/model.pt", "runs/models/model.pt"),
+    ("<root>", "."),
+    ("sqlite:///<root>/runs/mlflow.db", "sqlite:///runs/mlflow.db"),
+    ("/elsewhere/data/hc18", None),  # a machine's folder outside the bundle
+    ("sqlite:////elsewhere/mlflow.db", None),
+    ("bundle/runs", "runs"),  # relative to the working directory, into the bundle
+    ("../data/hc18", "../data/hc18"),  # relative, not into the bundle: no machine's path
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("instance", "instance"),
+    ("[16, 32, 64]", "[16, 32, 64]"),
+    ("None", "None"),
+    ("0.001", "0.001"),
+]
+
+
+@pytest.mark.parametrize("value,expected", PATH_CASES)
+def test_params_name_paths_relative_to_the_bundle_root(tmp_path, monkeypatch, value, expected):
+    root = tmp_path / "bundle"
+    root.mkdir()
+    monkeypatch.chdir(tmp_path)
+    value = value.replace("<root>", str(root)).replace("/elsewhere", str(tmp_path / "elsewhere"))
+    assert portable_value(value, str(root)) == expected
+    assert portable_value(value, "bundle") == expected  # a relative bundle root, as the bundles' "."
+    params = RunParams(tracked={"output_dir": value, "epochs": 3}, bundle_root=str(root)).params()
+    assert params == ({"epochs": "3"} if expected is None else {"output_dir": expected, "epochs": "3"})
+
+
+def test_without_a_bundle_root_absolute_paths_are_left_out():
+    assert RunParams(tracked={"output_dir": "/tmp/runs", "dataset_dir": "data/isic", "lr": 0.1}).params() == {
+        "dataset_dir": "data/isic", "lr": "0.1"
+    }
 
 
 def test_deprecated_config_params_gives_the_tracked_values(tmp_path):
