@@ -4,6 +4,7 @@ clean params and tags, named artifact folders, and evaluate runs nested under th
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -12,9 +13,10 @@ import mlflow
 import pytest
 import torch
 from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.handlers import MLFlowHandler
 
+from monai_srb.bundle.results import SUMMARY_LOGGER, TrainingSummary
 from monai_srb.tracking import default_tracking_uri
 
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
@@ -44,12 +46,28 @@ def _run(output_dir: Path, *names: str, tracking: str | None = None, **override:
     return workflow
 
 
+class _Lines(logging.Handler):
+    """The messages logged while it is attached."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """Train 2 epochs and evaluate, both through MONAI's `--tracking mlflow` route."""
+    """Train 2 epochs and evaluate, both through MONAI's `--tracking mlflow` route; the summary training printed."""
     out = tmp_path_factory.mktemp("skin_mlflow")
     torch.set_num_threads(1)
-    _run(out, "train", tracking="mlflow", epochs=2, **OVERRIDES)
+    summary, printed = logging.getLogger(SUMMARY_LOGGER), _Lines()
+    summary.addHandler(printed)
+    try:
+        _run(out, "train", tracking="mlflow", epochs=2, **OVERRIDES)
+    finally:
+        summary.removeHandler(printed)
     _run(out, "train", "evaluate", tracking="mlflow", **OVERRIDES)
     client = mlflow.MlflowClient(default_tracking_uri(str(out)))
     experiment = client.get_experiment_by_name(EXPERIMENT)
@@ -57,7 +75,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     (train,) = [r for r in found if r.info.run_name != "evaluate"]
     (evaluate,) = [r for r in found if r.info.run_name == "evaluate"]
     experiments = client.search_experiments()
-    return SimpleNamespace(out=out, client=client, train=train, evaluate=evaluate, experiments=experiments)
+    return SimpleNamespace(out=out, client=client, train=train, evaluate=evaluate, experiments=experiments,
+                           printed=printed.lines)
 
 
 def _steps(client: mlflow.MlflowClient, run_id: str, key: str) -> list[int]:
@@ -137,6 +156,44 @@ def test_best_checkpoint_is_the_logged_mlflow_model(runs):
 
 
 @pytest.mark.slow
+def test_training_ends_with_a_summary(runs):
+    history = runs.client.get_metric_history(runs.train.info.run_id, "val_mean_iou")
+    best = max(history, key=lambda m: (m.value, -m.step))
+    last = max(history, key=lambda m: m.step)
+    uri = default_tracking_uri(str(runs.out))
+    assert runs.printed == [
+        "training ended after 2 epochs",
+        f"best val_mean_iou {best.value:.4f} at epoch {best.step}; last {last.value:.4f} (epoch 2)",
+        f"best checkpoint: {runs.out / 'models' / 'model.pt'}",
+        f"MLflow run {runs.train.info.run_id} in {uri}",
+        f"open it: mlflow ui --backend-store-uri {uri}",
+    ]
+
+
+# (the validator's state, the trainer's MLflow run id, the tracking URI: the summary's lines after the first)
+SUMMARY_CASES = [
+    ({"key_metric_name": "Dice", "best_metric": 0.5, "best_metric_epoch": 1, "metrics": {"Dice": 0.25}, "epoch": 3},
+     "abc", "sqlite:////x/mlflow.db",
+     ["best Dice 0.5000 at epoch 1; last 0.2500 (epoch 3)", "best checkpoint: <ckpt>", "MLflow run abc in "
+      "sqlite:////x/mlflow.db", "open it: mlflow ui --backend-store-uri sqlite:////x/mlflow.db"]),
+    ({"key_metric_name": "AUC", "best_metric": -1, "best_metric_epoch": -1, "metrics": {}, "epoch": 0},
+     None, "null", ["no validation ran: no best metric", "best checkpoint: <ckpt> (not written)",
+                    "MLflow: off (no tracking_uri, or tracking_uri null)"]),
+]
+
+
+@pytest.mark.parametrize("validator,run_id,uri,expected", SUMMARY_CASES, ids=["tracked", "untracked"])
+def test_the_summary_says_best_last_checkpoint_and_run(tmp_path, validator, run_id, uri, expected):
+    ckpt = tmp_path / "model.pt"
+    if run_id is not None:
+        ckpt.write_bytes(b"weights")
+    trainer = SimpleNamespace(state=SimpleNamespace(epoch=3, mlflow_run_id=run_id))
+    summary = TrainingSummary(SimpleNamespace(state=SimpleNamespace(**validator)), str(ckpt), uri)
+    lines = summary.lines(trainer)  # type: ignore[arg-type]
+    assert lines == ["training ended after 3 epochs", *[e.replace("<ckpt>", str(ckpt)) for e in expected]]
+
+
+@pytest.mark.slow
 def test_evaluate_run_is_nested_under_the_training_run(runs):
     assert runs.evaluate.data.tags["mlflow.parentRunId"] == runs.train.info.run_id
     assert runs.evaluate.info.status == "FINISHED"
@@ -151,6 +208,18 @@ def test_tracking_uri_null_turns_tracking_off(tmp_path, off):
     _run(tmp_path, "train", epochs=1, tracking_uri=off)
     assert (tmp_path / "models" / "model.pt").is_file()
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()
+
+
+BUNDLES = ["srb_skin_lesion_segmentation", "srb_3d_segmentation", "srb_chest_xray_classification"]
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+@pytest.mark.parametrize("override,iteration_log", [({}, False), ({"log_every_iteration": "true"}, True)])
+def test_per_iteration_console_lines_are_off_unless_asked_for(bundle, override, iteration_log):
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE.parent / bundle / "configs" / "train.json"))
+    parser.update(override)
+    assert parser.get_parsed_content("train#stats_handler").iteration_log is iteration_log
 
 
 @pytest.mark.parametrize(
@@ -171,3 +240,6 @@ def test_each_bundle_keeps_one_mlflow_handler_per_engine_under_tracking_mlflow(t
         handlers = workflow.parser.get_parsed_content(engine)._event_handlers[Events.STARTED]
         owners = [getattr(h, "__self__", None) for h, *_ in handlers]
         assert [type(o).__name__ for o in owners if isinstance(o, MLFlowHandler)] == ["SRBMLFlowHandler"], engine
+    # and the summary when training ends
+    completed = workflow.parser.get_parsed_content("train#trainer")._event_handlers[Events.COMPLETED]
+    assert len([h for h, *_ in completed if isinstance(h, TrainingSummary)]) == 1
