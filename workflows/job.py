@@ -2,6 +2,11 @@
 One job of a grid: train a (variant, seed, fold) through its bundle (:class:`monai.bundle.ConfigWorkflow`),
 score its test set when the grid has one, and record it in MLflow with the ``srb.*`` tags, whether it
 finished or failed (:func:`execute_job`, which a Ray task or the runner's own process calls).
+
+Each job's run keeps its network as its MLflow model ``model`` (the bundle's ``train#mlflow_handler`` logs it when
+training ends), so ``mlflow.pytorch.load_model("runs:/<run id>/model")`` of any row of a results table gives the
+network the row scored. The grids set ``train#mlflow_handler#model_checkpoint`` to null: the model holds the last
+epoch's weights, whose metrics the tables report, not the best epoch's ``models/model.pt`` that a bundle run logs.
 """
 
 from __future__ import annotations

@@ -253,6 +253,46 @@ def test_without_ray_the_smoke_preset_runs_in_process_and_reports_from_mlflow(se
     assert json.loads((out / "fig" / "erf.json").read_text())["alpha"] == result["alpha"]
 
 
+@pytest.mark.parametrize("grid", GRIDS, ids=lambda p: p.stem)
+def test_every_grid_run_keeps_its_last_weights_as_its_mlflow_model(grid):
+    # the bundle logs a model when model_input_shape is set (its default); null would drop it. The tables report
+    # the last epoch, so the model holds the last weights (model_checkpoint null), not the best checkpoint's.
+    g = load_grid(grid)
+    for preset in g["presets"]:
+        for job in plan(g, preset):
+            assert job.overrides.get("train#mlflow_handler#model_input_shape", "default") is not None, job.slug
+            assert "train#mlflow_handler#model_checkpoint" in job.overrides
+            assert job.overrides["train#mlflow_handler#model_checkpoint"] is None, job.slug
+
+
+@pytest.mark.slow
+def test_any_results_row_reloads_as_the_network_that_scores_new_data(sequential_smoke, monkeypatch):
+    import mlflow
+    import torch
+
+    out, text, _ = sequential_smoke
+    client = mlflow.MlflowClient(tracking_uri(out))
+    runs = client.search_runs([client.get_experiment_by_name("isic_table1__smoke").experiment_id])
+    assert {r.data.tags["srb.variant"] for r in runs} == {row.split(" | ")[0][2:] for row in _first_table(text)}
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(out))  # runs:/ URIs resolve through it
+    x = np.random.default_rng(0).random((1, 3, 48, 64))  # a new image, of another size than the grid's 32 x 32
+    for run in runs:
+        network = mlflow.pytorch.load_model(f"runs:/{run.info.run_id}/model").eval()
+        blocks = sum(name.endswith("alpha") for name, _ in network.named_parameters())
+        assert blocks == {"U-Net": 0, "U-Net + 1 SRB_F": 1, "U-Net + 4 SRB_F": 4}[run.data.tags["srb.variant"]]
+        scores = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model").predict(x)
+        assert scores.shape == (1, 2, 48, 64) and np.isfinite(scores).all()
+        with torch.no_grad():
+            np.testing.assert_allclose(scores, network(torch.as_tensor(x, dtype=torch.float32)).numpy(), atol=1e-5)
+        # the last epoch's weights: the best checkpoint's (saved at the first epoch of the highest score) exactly
+        # when the last epoch is that epoch
+        history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "val_mean_iou")}
+        best_epoch = min(step for step, value in history.items() if value == max(history.values()))
+        best = torch.load(out / "runs" / run.info.run_name / "models" / "model.pt", weights_only=True)
+        same = all(torch.equal(best[k], v) for k, v in network.state_dict().items())
+        assert same == (best_epoch == max(history)), run.info.run_name
+
+
 @pytest.mark.slow
 def test_the_grid_mlflow_server_runs_no_job_consumers(tmp_path):
     # MLflow 3's server starts a job runner and seven polling huey consumers that took a quarter of a core

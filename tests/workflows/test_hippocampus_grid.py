@@ -41,7 +41,7 @@ def test_grid_overrides_address_the_bundles_handlers():
     assert targets == {
         "train#mlflow_handler#artifacts": "SRBMLFlowHandler",
         "train#mlflow_handler#artifact_folders": "SRBMLFlowHandler",
-        "train#mlflow_handler#model_input_shape": "SRBMLFlowHandler",
+        "train#mlflow_handler#model_checkpoint": "SRBMLFlowHandler",
         "train#stats_handler#iteration_log": "StatsHandler",
         "train#progress_bar#_disabled_": "ignite.handlers.ProgressBar",
     }
