@@ -139,7 +139,7 @@ def test_evaluate_scores_every_case_of_another_decathlon_folder(trained, tmp_pat
 
 @pytest.mark.slow
 def test_inference_writes_labels_with_the_inputs_affine(trained):
-    _run(trained, "inference")
+    _run(trained, "inference", ckpt_path=str(trained / "models" / "model.pt"))
     images = sorted((trained / "synthetic_data" / "imagesTs").glob("*.nii.gz"))
     assert len(images) == 2
     for image_path in images:

@@ -31,8 +31,9 @@ TINY: dict[str, dict[str, Any]] = {
 # Items of the synthetic data sets: every one, and the validation split training uses.
 SIZES = {CHEST: {"all": 16, "val": 3}, SKIN: {"all": 8, "val": 2}, SEG3D: {"all": 4, "val": 1}}
 WHAT = {CHEST: "images", SKIN: "images", SEG3D: "volumes"}
-# inference.json ids that differ from train.json on purpose (inference reads its own images, parses fewer flags)
-OWN_IDS = {"imports", "config_files", "image_channels", "flags", "initialize", "run", "finalize"}
+# inference.json ids that differ from train.json on purpose (inference reads its own images, parses fewer flags, and
+# its weights where the model zoo puts them, <bundle_root>/models/model.pt, not where training writes them)
+OWN_IDS = {"imports", "config_files", "image_channels", "flags", "initialize", "run", "finalize", "ckpt_path"}
 
 
 def _files(bundle: str, *names: str) -> list[str]:
