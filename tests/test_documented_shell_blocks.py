@@ -271,6 +271,31 @@ TINY = {
     ),
 }
 
+
+
+def _package(settings: str, inference: str, predictions: str, zoo: str) -> Tiny:
+    """A ``monai-srb package`` block: a tracked tiny training (package reads its MLflow run), then the zoo copy's
+    inference on a few images, given no network override, so the packaged configs must hold them."""
+    train = "OMP_NUM_THREADS=2 python -m monai.bundle run"
+    return Tiny(
+        subs=((train, f"{train} {settings.replace(' --tracking_uri null', '')}"),
+              ("--output_dir runs/zoo_inference", f"--output_dir runs/zoo_inference {inference}")),
+        checks=f"test -f {zoo}/models/model.pt && test -f {zoo}/large_files.yml && ls runs/zoo_inference/predictions/"
+               f"{predictions}",
+    )
+
+
+TINY.update({
+    "README.md#an-installed-package-monai-srb-2": _package(
+        skin(), "--synthetic_samples 4", "*_segmentation.png", "zoo/srb_skin_lesion_segmentation"),
+    f"{SKIN}/docs/README.md#package-for-the-model-zoo-1": _package(
+        skin(), "--synthetic_samples 4", "*_segmentation.png", "zoo/srb_skin_lesion_segmentation"),
+    f"{CHEST}/docs/README.md#package-for-the-model-zoo-1": _package(
+        CHEST_TINY, "--synthetic_samples 8", "predictions.csv", "zoo/srb_chest_xray_classification"),
+    f"{SEG3D}/docs/README.md#package-for-the-model-zoo-1": _package(
+        SEG3D_TINY, "--synthetic_samples 2 --synthetic_size 32", "*_seg.nii.gz", "zoo/srb_3d_segmentation"),
+})
+
 # bash helpers every block gets: servers in their own process group, their ids in $SERVER_PIDS for the test
 HELPERS = r"""
 SERVERS=()
