@@ -1,17 +1,19 @@
 """
-The ``monai-srb`` command: export a trained bundle, count the blocks' parameters and FLOPs, find the bundles.
+The ``monai-srb`` command: export a trained bundle, package a run for the model zoo, count the blocks' parameters
+and FLOPs, find the bundles.
 
     B=$(monai-srb bundle-path srb_skin_lesion_segmentation)
     monai-srb export --bundle_root "$B" --ckpt_file runs/models/model.pt
+    monai-srb package --run_dir runs --bundle_root "$B" --out_dir zoo/srb_skin_lesion_segmentation --num_threads 2
     monai-srb complexity --channels 256 --size 64
     monai-srb bundle-path srb_3d_segmentation          # one bundle's folder; without a name: every bundle
     monai-srb --version
 
-``export`` and ``complexity`` take the options of :func:`monai_srb.export.main` and
-:func:`monai_srb.complexity.main` (``monai-srb export --help``). The bundles are found by
-:func:`bundle_path`: in an installed wheel they are package data (``monai_srb/bundles/<name>``, copied there
-by the build, see ``setup.py``); in a source checkout or an editable install they are the checkout's
-``bundles/`` folder.
+``export``, ``package`` and ``complexity`` take the options of :func:`monai_srb.export.main`,
+:func:`monai_srb.bundle.zoo.main` and :func:`monai_srb.complexity.main` (``monai-srb export --help``). The
+bundles are found by :func:`bundle_path`: in an installed wheel they are package data
+(``monai_srb/bundles/<name>``, copied there by the build, see ``setup.py``); in a source checkout or an editable
+install they are the checkout's ``bundles/`` folder.
 """
 
 from __future__ import annotations
@@ -87,8 +89,8 @@ def _bundle_path_command(name: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """
-    Run ``monai-srb <command> [options]``: ``export``, ``complexity`` or ``bundle-path [name]``; ``monai-srb
-    --version`` prints the installed version.
+    Run ``monai-srb <command> [options]``: ``export``, ``package``, ``complexity`` or ``bundle-path [name]``;
+    ``monai-srb --version`` prints the installed version.
 
     Args:
         argv: the arguments after the program name; ``None``: ``sys.argv[1:]``.
@@ -97,10 +99,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         prog="monai-srb", description="Spectral Residual Blocks for MONAI: bundle tools."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{export,complexity,bundle-path}")
-    # export and complexity parse their own options (and --help): everything after the command goes to them
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="{export,package,complexity,bundle-path}"
+    )
+    # export, package and complexity parse their own options (and --help): everything after the command goes to them
     commands.add_parser(
         "export", add_help=False, help="export a bundle's trained network to TorchScript and ONNX (--help for options)"
+    )
+    commands.add_parser(
+        "package", add_help=False,
+        help="write a finished training run as a model-zoo bundle folder (--help for options)",
     )
     commands.add_parser(
         "complexity", add_help=False, help="parameters and inference FLOPs of the blocks (--help for options)"
@@ -113,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         from monai_srb.export import main as export_main
 
         export_main(rest)
+    elif args.command == "package":
+        from monai_srb.bundle.zoo import main as package_main
+
+        package_main(rest)
     elif args.command == "complexity":
         from monai_srb.complexity import main as complexity_main
 

@@ -1,4 +1,4 @@
-"""The ``monai-srb`` console command: export, complexity and the bundle-path lookup."""
+"""The ``monai-srb`` console command: export, package, complexity and the bundle-path lookup."""
 
 from __future__ import annotations
 
@@ -66,11 +66,40 @@ def test_complexity_command_prints_the_cost_of_each_block(capsys):
     assert [line.split(",")[0] for line in lines[1:]] == block_names()
 
 
-@pytest.mark.parametrize("command", ["export", "complexity"])
+@pytest.mark.parametrize("command", ["export", "package", "complexity"])
 def test_each_command_takes_its_own_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([command, "--help"])
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"usage: monai-srb {command}")
+
+
+def test_package_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["package", "--help"])
+    out = capsys.readouterr().out
+    options = ["--run_dir", "--bundle_root", "--out_dir", "--overwrite", "--num_threads", "--tracking_uri", "--run_id",
+               "--metric", "--command", "--version", "--base_url", "--no_torchscript"]
+    assert [o for o in options if f"  {o}" not in out] == []
+    assert "eval_metrics are the run's own validation figures" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        ([], "the following arguments are required: --run_dir, --bundle_root, --out_dir"),
+        (["--run_dir", "{tmp}/none"], "argument --run_dir: '{tmp}/none' is not a folder"),
+        (["--run_dir", "{tmp}"], "argument --run_dir: '{tmp}' holds no models/model.pt (its best checkpoint; "
+                                 "looked for {tmp}/models/model.pt)"),
+    ],
+)
+def test_package_names_a_bad_argument_and_writes_nothing(args, message, tmp_path, capsys):
+    given = [a.format(tmp=tmp_path) for a in args]
+    if given:
+        given += ["--bundle_root", str(REPO / "bundles" / NAMES[2]), "--out_dir", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["package", *given])
+    assert exit_.value.code == 2 and message.format(tmp=tmp_path) in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "out").exists()
 
 
 def test_version_prints_the_installed_version(capsys):
@@ -84,7 +113,7 @@ def test_version_prints_the_installed_version(capsys):
 def test_no_command_is_an_error(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main([])
-    assert exit_.value.code == 2 and "export,complexity,bundle-path" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "export,package,complexity,bundle-path" in capsys.readouterr().err
 
 
 DOCS = [REPO / "README.md", REPO / "docs" / "results.md", *sorted((REPO / "bundles").glob("srb_*/docs/README.md"))]

@@ -10,6 +10,7 @@ decides.
 - :mod:`monai_srb.bundle.distributed`: the DDP device and process group.
 - :mod:`monai_srb.bundle.training`: the (compiled) network the engines run, the classification loss, the NaN stop.
 - :mod:`monai_srb.bundle.results`: what an evaluate run logs, the header of an inference's prediction CSV.
+- :mod:`monai_srb.bundle.zoo`: a finished run as a model-zoo bundle folder (``monai-srb package``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from monai_srb.bundle.overrides import (
 from monai_srb.bundle.results import label_prediction_columns, log_evaluation
 from monai_srb.bundle.run_dir import NETWORK_CONFIG_FILE, OutputDirLock, load_network_config, save_network_config
 from monai_srb.bundle.training import CompiledOnPlainTensors, classification_loss, compiled_network, stop_on_nan_loss
+from monai_srb.bundle.zoo import RUN_KEY, RunRecord, package_run
 
 __all__ = ["EVALUATE_SPLITS", "as_bool", "as_bools", "check_choice", "check_evaluate_split", "check_fold"]
 __all__ += ["check_number", "check_path", "check_size"]
@@ -38,3 +40,4 @@ __all__ += ["evaluation_datalist", "inference_image_dir", "resolve_data_root", "
 __all__ += ["distributed_device", "finalize_distributed", "init_distributed"]
 __all__ += ["CompiledOnPlainTensors", "classification_loss", "compiled_network", "stop_on_nan_loss"]
 __all__ += ["label_prediction_columns", "log_evaluation"]
+__all__ += ["RUN_KEY", "RunRecord", "package_run"]
