@@ -80,9 +80,10 @@ SPELLINGS = [("false", False), ("False", False), ("no", False), ("0", False), (0
 
 
 def test_every_boolean_id_is_parsed():
-    assert _bool_ids(CHEST) == ["amp", "compile", "patient_wise", "require_images", "test_at_end", "weighted_loss"]
-    assert _bool_ids(SKIN) == ["amp", "compile", "keep_aspect", "val_details"]
-    assert _bool_ids(SEG3D) == ["amp", "check_data", "compile"]
+    assert _bool_ids(CHEST) == ["amp", "compile", "log_every_iteration", "patient_wise", "require_images",
+                                "test_at_end", "weighted_loss"]
+    assert _bool_ids(SKIN) == ["amp", "compile", "keep_aspect", "log_every_iteration", "val_details"]
+    assert _bool_ids(SEG3D) == ["amp", "check_data", "compile", "log_every_iteration"]
     for bundle in (CHEST, SKIN, SEG3D):
         for path in sorted((BUNDLES / bundle / "configs").glob("*.json")):
             config = json.loads(path.read_text())
