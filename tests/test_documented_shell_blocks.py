@@ -459,7 +459,19 @@ def workspace(tmp_path_factory):
 BLOCKS = documented_blocks()
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
+def _chain(name: str) -> str:
+    """The first block of the ``after`` chain a block belongs to."""
+    while name in TINY and TINY[name].after:
+        name = TINY[name].after
+    return name
+
+
+# Under pytest-xdist (--dist loadgroup) a chain runs in one worker: the workspace is per worker, so a block whose
+# ``after`` ran in another would run that block again.
+PARAMS = [pytest.param(b, id=b.name, marks=pytest.mark.xdist_group(_file_name(_chain(b.name)))) for b in BLOCKS]
+
+
+@pytest.mark.parametrize("block", PARAMS)
 def test_documented_shell_block_runs(block, workspace):
     if block.name in NOT_SHELL:
         pytest.skip(f"not shell: {NOT_SHELL[block.name]}")
