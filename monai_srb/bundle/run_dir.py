@@ -17,7 +17,7 @@ from typing import Any
 
 from monai_srb.bundle.overrides import _shown_last, as_bool
 
-__all__ = ["NETWORK_CONFIG_FILE", "OutputDirLock", "load_network_config", "save_network_config"]
+__all__ = ["NETWORK_CONFIG_FILE", "OutputDirLock", "load_network_config", "read_json", "save_network_config"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +171,20 @@ def save_network_config(ckpt_dir: str, overrides: Mapping[str, Any], network: An
     return path
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """
+    The content of the JSON file ``path``.
+
+    Raises:
+        ValueError: naming the file, when it cannot be read or is not JSON.
+    """
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path} is not a readable JSON file: {e}") from e
+
+
 def load_network_config(ckpt_dir: str) -> dict[str, Any]:
     """
     The overrides :func:`save_network_config` stored in ``ckpt_dir``; ``{}`` when there is no such file
@@ -182,11 +196,7 @@ def load_network_config(ckpt_dir: str) -> dict[str, Any]:
     path = os.path.join(ckpt_dir, NETWORK_CONFIG_FILE)
     if not os.path.isfile(path):
         return {}
-    try:
-        with open(path) as f:
-            content = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable JSON file: {e}") from e
+    content = read_json(path)
     if not isinstance(content, dict) or not isinstance(content.get("overrides"), dict):
         raise ValueError(f"{path} must hold {{'overrides': {{id: value}}}}, got {content!r}.")
     return dict(content["overrides"])

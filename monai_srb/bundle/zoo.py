@@ -54,7 +54,7 @@ from monai.bundle import ConfigParser
 from monai.bundle.reference_resolver import ReferenceResolver
 from monai.bundle.utils import ID_SEP_KEY
 
-from monai_srb.bundle.run_dir import NETWORK_CONFIG_FILE, load_network_config
+from monai_srb.bundle.run_dir import NETWORK_CONFIG_FILE, load_network_config, read_json
 from monai_srb.spectral.base import holds_fixed_size_transform
 from monai_srb.tracking import CHECKPOINT_SHA256_TAG, file_sha256, param_value
 
@@ -121,10 +121,7 @@ class RunRecord:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path} is not a readable JSON file: {e}") from e
+    content = read_json(path)
     if not isinstance(content, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(content).__name__}.")
     return content
