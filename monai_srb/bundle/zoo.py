@@ -510,13 +510,16 @@ def _check_paths(run_dir: Path, bundle_root: Path, out_dir: Path, overwrite: boo
                          "entries); pass --overwrite to replace it, or another --out_dir.")
 
 
-def _build_network(out: Path) -> tuple[ConfigParser, torch.nn.Module]:
-    """The packaged ``inference.json``'s network with ``models/model.pt`` loaded (strictly: the overrides must fit)."""
+def _build_network(out: Path, meta: Mapping[str, Any]) -> tuple[ConfigParser, torch.nn.Module]:
+    """
+    The packaged ``inference.json``'s network with ``models/model.pt`` loaded (strictly: the overrides must fit),
+    ``meta`` as its metadata.
+    """
     from monai_srb.export import load_network_weights
 
     parser = ConfigParser()
     parser.read_config(str(out / "configs" / "inference.json"))
-    parser.read_meta(str(out / "configs" / "metadata.json"))
+    parser.read_meta(json.loads(json.dumps(meta)))  # a copy: _network_io edits meta after
     parser.update({"bundle_root": str(out), "device": "cpu"})
     network = parser.get_parsed_content("network_def")
     try:
@@ -633,8 +636,7 @@ def package_run(
             "the training run whose validation figures eval_metrics holds: best and last epoch of key_metric (steps "
             "are epochs), the data, the checkpoint's sha256 (models/model.pt), the command, seed and torch threads "
             "that produced it"), **asdict(record)}
-        _write_json(staging / "configs" / "metadata.json", meta)
-        parser, network = _build_network(staging)
+        parser, network = _build_network(staging, meta)
         _network_io(meta, network, parser)
         _write_json(staging / "configs" / "metadata.json", meta)
 
