@@ -151,8 +151,6 @@ TINY = {
         checks=f"test -f {SKIN}/runs/eval/metrics.csv && ls {SKIN}/runs/predictions/*_segmentation.png",
     ),
     "README.md#bundles-2": Tiny(after="README.md#bundles-1", prelude=SKIN_B),
-    "README.md#bundles-3": Tiny(prelude=SKIN_B, subs=(_runs(skin()), *HC18_TINY)),
-    "README.md#bundles-4": Tiny(subs=(_runs(SEG3D_TINY), ("--epochs 10", ""))),
     "README.md#pytorch-2-torchcompile-1": Tiny(
         prelude=SKIN_B,
         # dynamo traces the bundle's compiled network as in a real run; inductor's code generation (a minute
@@ -286,8 +284,6 @@ def _package(settings: str, inference: str, predictions: str, zoo: str) -> Tiny:
 
 
 TINY.update({
-    "README.md#an-installed-package-monai-srb-2": _package(
-        skin(), "--synthetic_samples 4", "*_segmentation.png", "zoo/srb_skin_lesion_segmentation"),
     f"{SKIN}/docs/README.md#package-for-the-model-zoo-1": _package(
         skin(), "--synthetic_samples 4", "*_segmentation.png", "zoo/srb_skin_lesion_segmentation"),
     f"{CHEST}/docs/README.md#package-for-the-model-zoo-1": _package(
